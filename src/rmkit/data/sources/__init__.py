@@ -1,0 +1,81 @@
+"""Source formats → PreferencePair. One module per family; `load_pairs` picks one by the columns.
+
+    from rmkit.data import load_pairs
+    pairs = load_pairs("../shared/data/hh-rlhf/helpful-base/test.jsonl.gz")        # detected: hh-rlhf
+    pairs = load_pairs("allenai/reward-bench", format="rewardbench", split="filtered")
+    pairs = load_pairs("my.parquet", column_map={"prompt": "q", "chosen": "a", "rejected": "b"})
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping
+
+from rmkit.data.io import is_local, read_rows
+from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.sources import generic, hh_rlhf, rewardbench, ultrafeedback
+
+Parser = Callable[..., PreferencePair]
+
+PARSERS: dict[str, Parser] = {
+    "rewardbench": rewardbench.parse_row,
+    "hh-rlhf": hh_rlhf.parse_row,
+    "ultrafeedback": ultrafeedback.parse_row,
+    "skywork": ultrafeedback.parse_skywork_row,
+    "pairs": ultrafeedback.parse_row,  # rmkit's own PreferencePair.to_dict() rows
+}
+FORMATS = (*PARSERS, "generic")
+
+
+def detect_format(row: Mapping[str, Any]) -> str:
+    """Name the format of a row from its columns (and, for chosen/rejected only, their types)."""
+    cols = set(row)
+    if rewardbench.matches(cols):
+        return "rewardbench"
+    if {"prompt", "chosen", "rejected", "source", "meta"} <= cols:
+        return "pairs"
+    if ultrafeedback.matches_ultrafeedback(cols):
+        return "ultrafeedback"
+    if {"chosen", "rejected"} <= cols:
+        return "hh-rlhf" if isinstance(row["chosen"], str) else "skywork"
+    raise DataError(f"cannot tell the format from columns {sorted(cols)}; pass format= or a "
+                    f"column map (formats: {', '.join(FORMATS)})")
+
+
+def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
+               column_map: Mapping[str, str] | None = None, split: str | None = None,
+               errors: str = "raise", skipped: Counter | None = None) -> Iterator[PreferencePair]:
+    """Stream PreferencePairs from a file or hub id.
+
+    errors="raise" stops at the first malformed row with a DataError naming file/row/field;
+    errors="skip" counts skipped rows in `skipped` (keyed by the error's field) and goes on.
+    """
+    if errors not in ("raise", "skip"):
+        raise ValueError("errors must be 'raise' or 'skip'")
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+    file = str(source) if is_local(source) else f"hub:{source}"
+    if format == "rewardbench" and not is_local(source) and split is None:
+        split = rewardbench.SPLIT
+    parse: Parser | None = None
+    if column_map:
+        parse = partial(generic.parse_row, column_map=column_map)
+    elif format != "auto":
+        parse = PARSERS[format] if format != "generic" else partial(generic.parse_row, column_map={})
+    for index, row in read_rows(source, split=split):
+        try:
+            if parse is None:
+                parse = PARSERS[detect_format(row)]
+            yield parse(row, file=file, index=index)
+        except DataError as e:
+            if e.file is None:
+                e = DataError(str(e), file=file, row=index)
+            if errors == "raise":
+                raise e
+            if skipped is not None:
+                skipped[e.field or "row"] += 1
+
+
+def load_pairs(source: str | os.PathLike, **kwargs) -> list[PreferencePair]:
+    return list(iter_pairs(source, **kwargs))
