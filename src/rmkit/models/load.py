@@ -1,0 +1,103 @@
+"""Load a reward model + tokenizer ready for scoring: `load_reward_model(name_or_path, ...)`.
+
+    model, tok = load_reward_model("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", dtype="bfloat16")
+    model, tok = load_reward_model("smollm2-135m")      # the embedded default (prepared on first use)
+
+Rules (each tested): num_labels must be 1; Gemma-2 never runs on SDPA (eager, or flash_attention_2
+when installed on a GPU); weights from safetensors only; no trust_remote_code unless asked; a pad
+token is set for batching only (rmkit pools from the attention mask, never from the pad id).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("rmkit")
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+NO_SDPA = {"gemma2"}  # logit soft-capping is lost under SDPA
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def choose_attention(model_type: str, requested: str | None, device: str) -> str | None:
+    """The attention implementation to load with; refuses SDPA for models that must not use it."""
+    if model_type in NO_SDPA:
+        if requested == "sdpa":
+            raise ValueError(f"{model_type} must not run on SDPA (its attention logit soft-capping is "
+                             "lost); use attn_implementation='eager' or 'flash_attention_2'")
+        if requested:
+            return requested
+        flash = importlib.util.find_spec("flash_attn") is not None and device.startswith("cuda")
+        return "flash_attention_2" if flash else "eager"
+    return requested
+
+
+def resolve_name(name_or_path: str | os.PathLike) -> str:
+    """Local paths stay; embedded names ("smollm2-135m") are prepared on first use; else a hub id."""
+    from rmkit.models import embedded
+
+    if Path(name_or_path).exists():
+        return str(name_or_path)
+    if str(name_or_path) in embedded.NAMES:
+        return str(embedded.prepare(str(name_or_path)))
+    return str(name_or_path)
+
+
+def check_config(config, name: str) -> None:
+    num_labels = getattr(config, "num_labels", None)
+    if num_labels != 1:
+        raise ValueError(f"{name}: a reward model has one output (num_labels=1); this checkpoint has "
+                         f"num_labels={num_labels}. Train or convert it to a single-logit head first.")
+
+
+def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    if tok.pad_token_id is None:  # only used as a filler value: pooling reads the attention mask
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_reward_model(name_or_path: str | os.PathLike, *, dtype: str = "float32",
+                      attn_implementation: str | None = None, device: str | None = "auto",
+                      trust_remote_code: bool = False, revision: str | None = None):
+    """Return (model, tokenizer), the model in eval mode on `device`."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_name(name_or_path)
+    device = resolve_device(device)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    check_config(config, str(name_or_path))
+    attn = choose_attention(getattr(config, "model_type", ""), attn_implementation, device)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=resolve_dtype(dtype, device), attn_implementation=attn, use_safetensors=True,
+        trust_remote_code=trust_remote_code, revision=revision)
+    tok = load_tokenizer(path, trust_remote_code=trust_remote_code, revision=revision)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if getattr(model.config, "rmkit_untrained_head", False):
+        log.warning("%s has an UNTRAINED score head (random init): its rewards carry no preference "
+                    "signal until it is trained", name_or_path)
+    return model.to(device).eval(), tok

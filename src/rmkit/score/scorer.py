@@ -1,0 +1,194 @@
+"""RewardScorer: conversations in, raw rewards out, the same whatever the batch or padding.
+
+    from rmkit import RewardScorer
+    scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", dtype="bfloat16")
+    scorer.score([[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]])
+    scorer.score_pairs(pairs)                        # [(chosen, rejected), ...]
+
+Conversations are rendered with the chat template straight to ids (no double BOS), sorted by length
+into token-budget batches, run through the backbone, pooled at the last real token found from the
+attention mask, put through the score head in fp32, and returned in input order. Over-long input
+follows `truncation`: "error" | "skip" (reward NaN) | "truncate" (prompt cut from the left).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+import torch
+
+from rmkit.data.schema import Conversation, PreferencePair, to_conversation
+from rmkit.models.chat import prompt_length, render_ids, render_text_ids
+from rmkit.score.batching import token_budget_batches
+from rmkit.score.pooling import PoolingHead
+
+log = logging.getLogger("rmkit")
+POLICIES = ("error", "skip", "truncate")
+
+
+class TooLongError(ValueError):
+    pass
+
+
+@dataclass
+class ScorerConfig:
+    dtype: str = "float32"
+    """"float32", "bfloat16", "float16" or "auto" (bf16/fp16 on a GPU, fp32 on CPU)."""
+    attn_implementation: str | None = None
+    """None = the model's default; Gemma-2 is forced off SDPA (eager or flash_attention_2)."""
+    max_length: int | None = None
+    """Longest sequence scored, in tokens; None = the model's max_position_embeddings."""
+    truncation: str = "error"
+    """What over-long input gets: "error", "skip" (reward NaN, counted) or "truncate" (prompt from the left)."""
+    batch_tokens: int = 8192
+    """Padded tokens per forward (batch size × longest sequence in the batch)."""
+    max_batch_size: int = 64
+    device: str | None = "auto"
+    pooling: str = "last"
+    """"last": last real token from the attention mask; "hf": transformers' rightmost-non-pad-id rule."""
+    padding_side: str = "right"
+    trust_remote_code: bool = False
+    show_progress: bool = False
+
+    def __post_init__(self):
+        if self.truncation not in POLICIES:
+            raise ValueError(f"truncation must be one of {POLICIES}, got {self.truncation!r}")
+        if self.pooling not in ("last", "hf"):
+            raise ValueError("pooling must be 'last' or 'hf'")
+        if self.padding_side not in ("left", "right"):
+            raise ValueError("padding_side must be 'left' or 'right'")
+        if self.batch_tokens <= 0 or self.max_batch_size <= 0:
+            raise ValueError("batch_tokens and max_batch_size must be positive")
+
+
+class RewardScorer:
+    """Scores conversations with a sequence-classification reward model (num_labels=1)."""
+
+    def __init__(self, model, tokenizer, config: ScorerConfig | None = None, name: str = "model"):
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or ScorerConfig()
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.head = PoolingHead(model, pooling=self.config.pooling)
+        self.max_length = self.config.max_length or getattr(model.config, "max_position_embeddings", None)
+        self.stats: Counter = Counter()
+        self._warn_pad_is_end()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **options) -> "RewardScorer":
+        from rmkit.models.load import load_reward_model
+
+        known = {f.name for f in fields(ScorerConfig)}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown scorer options {sorted(unknown)}; known: {sorted(known)}")
+        cfg = ScorerConfig(**options)
+        model, tok = load_reward_model(name_or_path, dtype=cfg.dtype, device=cfg.device,
+                                       attn_implementation=cfg.attn_implementation,
+                                       trust_remote_code=cfg.trust_remote_code)
+        return cls(model, tok, cfg, name=str(name_or_path))
+
+    def _warn_pad_is_end(self) -> None:
+        pad = self.model.config.pad_token_id
+        try:
+            probe = render_ids(self.tokenizer, to_conversation(
+                [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]))
+        except Exception:  # noqa: BLE001 - a template that needs more than this probe
+            return
+        self.pad_is_end = pad is not None and bool(probe) and probe[-1] == pad
+        if self.pad_is_end and self.config.pooling == "last":
+            log.warning("%s: the pad token (id %s) is the token that ends every rendered conversation. "
+                        "rmkit pools at the true last token; a model trained under transformers' pad-id "
+                        "rule read one token earlier: use pooling='hf' to reproduce it.", self.name, pad)
+
+    # ---- ids -------------------------------------------------------------------------------------
+    def _fit(self, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
+        """Apply the over-long policy. Returns ids that fit, or None for a skipped input."""
+        limit = self.max_length
+        if limit is None or (len(ids) <= limit and not cut):
+            return ids
+        policy = self.config.truncation
+        if policy == "error":
+            raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
+                               "use truncation='skip' or 'truncate'")
+        if policy == "truncate" and conv is not None:
+            keep = 1 if ids and ids[0] == self.tokenizer.bos_token_id else 0
+            plen = prompt_length(self.tokenizer, conv, ids)
+            excess = max(len(ids) - limit, cut or 0)
+            if plen - keep > excess:
+                self.stats["truncated"] += 1
+                return ids[:keep] + ids[keep + excess:]
+        self.stats["skipped"] += 1
+        return None
+
+    def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
+        convs = [to_conversation(c) for c in conversations]
+        return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
+
+    # ---- forward ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, batch: list[list[int]]) -> list[float]:
+        width = max(len(x) for x in batch)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, x in enumerate(batch):
+            sl = slice(width - len(x), width) if self.config.padding_side == "left" else slice(0, len(x))
+            ids[row, sl] = torch.tensor(x)
+            mask[row, sl] = 1
+        rewards = self.head(ids.to(self.device), mask.to(self.device))
+        return rewards.float().cpu().tolist()
+
+    def score_ids(self, sequences: Sequence[list[int] | None]) -> list[float]:
+        """Rewards for token-id sequences (None → NaN), batched by length, in input order."""
+        real = [i for i, s in enumerate(sequences) if s is not None]
+        out = [math.nan] * len(sequences)
+        lengths = [len(sequences[i]) for i in real]
+        batches = token_budget_batches(lengths, self.config.batch_tokens, self.config.max_batch_size)
+        for batch in _progress(batches, self.config.show_progress, sum(lengths)):
+            rewards = self._forward([sequences[real[j]] for j in batch])
+            for j, r in zip(batch, rewards):
+                out[real[j]] = r
+        self.stats["scored"] += len(real)
+        return out
+
+    # ---- public API ------------------------------------------------------------------------------
+    def score(self, conversations: Sequence[Any]) -> list[float]:
+        """One raw reward (a logit, no sigmoid) per conversation, in input order."""
+        return self.score_ids(self.encode(conversations))
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
+        return self.score_ids([self._fit(render_text_ids(self.tokenizer, t), None) for t in texts])
+
+    def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
+        """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
+        seqs: list[list[int] | None] = []
+        for p in pairs:
+            seqs.extend(self._encode_pair(p))
+        r = self.score_ids(seqs)
+        return list(zip(r[0::2], r[1::2]))
+
+    def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
+        convs = (pair.chosen_conversation, pair.rejected_conversation)
+        ids = [render_ids(self.tokenizer, c) for c in convs]
+        limit = self.max_length
+        if limit is None or max(map(len, ids)) <= limit or self.config.truncation != "truncate":
+            fitted = [self._fit(x, c) for x, c in zip(ids, convs)]
+        else:  # cut the shared prompt by the same amount on both sides
+            cut = max(len(x) - limit for x in ids)
+            fitted = [self._fit(x, c, cut=cut) for x, c in zip(ids, convs)]
+        if fitted[0] is None or fitted[1] is None:
+            return None, None
+        return fitted[0], fitted[1]
+
+
+def _progress(batches, show: bool, total_tokens: int):
+    if not show:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc="scoring", unit="batch", total=len(batches))
