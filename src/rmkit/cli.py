@@ -36,7 +36,17 @@ _register_all()
 
 
 def main() -> None:
-    app()
+    """Run the CLI; input errors print one clear line (RMKIT_DEBUG=1 shows the traceback)."""
+    import os
+    import sys
+
+    try:
+        app()
+    except (ValueError, FileNotFoundError, ConnectionError, ImportError, KeyError) as e:
+        if os.environ.get("RMKIT_DEBUG"):
+            raise
+        print(f"rmkit: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,20 @@
+"""Build a scorer from CLI-style arguments: a model path / hub id / embedded name, or a baseline."""
+from __future__ import annotations
+
+from typing import Any
+
+from rmkit.score.baselines import BASELINES
+
+
+def build_scorer(model: str | None = None, baseline: str | None = None, *, seed: int = 0,
+                 **options: Any):
+    """`model` → RewardScorer.from_pretrained(model, **options); `baseline` → length | random."""
+    if (model is None) == (baseline is None):
+        raise ValueError("give exactly one of a model (--model) or a baseline scorer (--scorer length|random)")
+    if baseline is not None:
+        if baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
+        return BASELINES[baseline](seed=seed) if baseline == "random" else BASELINES[baseline]()
+    from rmkit.score.scorer import RewardScorer
+
+    return RewardScorer.from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
