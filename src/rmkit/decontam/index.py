@@ -1,0 +1,145 @@
+"""The benchmark n-gram index: built once over benchmark prompts, queried a chunk of pairs at a time.
+
+    index = NgramIndex.build(benchmark_pairs, ngram=(13, 13), turns="first")
+    hits = index.match([["first text of pair 0"], ["text a of pair 1", "text b"]])
+    # {pair_position: Hit(docs={doc, ...}, ngrams={13: {entry, ...}})}, only pairs that matched
+
+How it works: benchmark tokens get integer ids (a vocabulary); a training token outside it gets -1,
+so it breaks every window it is in. Each distinct benchmark n-gram is one entry (sorted by its 64-bit
+hash, with the benchmark documents holding it in CSR form). A chunk of training texts becomes one
+id array (texts separated by -1); every window's hash is looked up with `searchsorted`, and each
+candidate is verified token by token against the entry, so the result is exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rmkit.decontam.ngrams import hash_rows, pair_texts, tokenizer, window_hashes
+
+
+@dataclass
+class Table:
+    """The distinct benchmark n-grams of one length n, sorted by hash."""
+
+    hashes: np.ndarray     # uint64, sorted
+    starts: np.ndarray     # int64: where the entry's tokens start in NgramIndex.ids
+    doc_ptr: np.ndarray    # int64 CSR pointers: docs of entry e are doc_idx[doc_ptr[e]:doc_ptr[e+1]]
+    doc_idx: np.ndarray    # int64
+
+
+@dataclass
+class Hit:
+    docs: set[int] = field(default_factory=set)
+    ngrams: dict[int, set[int]] = field(default_factory=dict)  # n → entries of tables[n]
+
+
+def _lookup(vocab: dict[str, int], texts_per_doc: Sequence[Sequence[str]], tokenize
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of all texts (unknown tokens -1), each text followed by -1, and the document
+    number of every position."""
+    get = vocab.get
+    ids: list[int] = []
+    lengths: list[int] = []
+    for texts in texts_per_doc:
+        start = len(ids)
+        for text in texts:
+            ids.extend([get(t, -1) for t in tokenize(text)])
+            ids.append(-1)
+        lengths.append(len(ids) - start)
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    return np.asarray(ids, dtype=np.int32), owner
+
+
+def _build_table(ids: np.ndarray, owner: np.ndarray, n: int, valid: np.ndarray) -> Table:
+    """One entry per distinct valid n-gram, with the documents that hold it."""
+    pos = np.nonzero(valid)[0]
+    rows = ids[pos[:, None] + np.arange(n)]
+    uniq, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    entry_doc = np.unique(inverse.astype(np.int64) * (owner.max() + 1) + owner[pos])
+    entry, doc = np.divmod(entry_doc, owner.max() + 1)
+    order = np.argsort(hash_rows(uniq), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    by_entry = np.argsort(rank[entry], kind="stable")
+    counts = np.bincount(rank[entry], minlength=len(uniq))
+    return Table(hashes=hash_rows(uniq)[order], starts=pos[first][order].astype(np.int64),
+                 doc_ptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                 doc_idx=doc[by_entry].astype(np.int64))
+
+
+@dataclass
+class NgramIndex:
+    lo: int
+    hi: int
+    tokens: str
+    vocab: dict[str, int]
+    words: list[str]
+    ids: np.ndarray
+    docs: list[dict[str, Any]]
+    tables: dict[int, Table]
+
+    @classmethod
+    def build(cls, pairs: Iterable[Any], *, ngram: tuple[int, int] = (13, 13), turns: str = "first",
+              tokens: str = "punct", describe=None) -> "NgramIndex":
+        """Index the n-grams (every n in the range) of each benchmark pair's `turns` texts.
+
+        `describe(pair) -> dict` names a document in reports (default: id, source, category)."""
+        describe = describe or (lambda p: {"benchmark": p.source, "id": p.id, "subset": p.category})
+        docs, texts = [], []
+        for p in pairs:
+            docs.append(describe(p))
+            texts.append(pair_texts(p, turns))
+        tokenize, vocab = tokenizer(tokens), {}
+        for doc_texts in texts:
+            for t in doc_texts:
+                for tok in tokenize(t):
+                    vocab.setdefault(tok, len(vocab))
+        ids, owner = _lookup(vocab, texts, tokenize)
+        tables = {}
+        for n, _, valid in window_hashes(ids, *ngram):
+            if valid.any():
+                tables[n] = _build_table(ids, owner, n, valid)
+        return cls(lo=ngram[0], hi=ngram[1], tokens=tokens, vocab=vocab, words=list(vocab), ids=ids,
+                   docs=docs, tables=tables)
+
+    @property
+    def size(self) -> int:
+        """Number of distinct benchmark n-grams indexed (all lengths)."""
+        return sum(len(t.hashes) for t in self.tables.values())
+
+    def ngram_text(self, n: int, entry: int) -> str:
+        start = int(self.tables[n].starts[entry])
+        return " ".join(self.words[i] for i in self.ids[start:start + n])
+
+    def match(self, texts_per_pair: Sequence[Sequence[str]]) -> dict[int, Hit]:
+        """Pairs (by position in the input) that share at least one indexed n-gram."""
+        ids, owner = _lookup(self.vocab, texts_per_pair, tokenizer(self.tokens))
+        hits: dict[int, Hit] = {}
+        for n, h, valid in window_hashes(ids, self.lo, self.hi):
+            table = self.tables.get(n)
+            if table is None:
+                continue
+            self._match_n(n, table, ids, owner, h, valid, hits)
+        return hits
+
+    def _match_n(self, n, table, ids, owner, h, valid, hits) -> None:
+        left = np.searchsorted(table.hashes, h, "left")
+        right = np.searchsorted(table.hashes, h, "right")
+        pos = np.nonzero(valid & (right > left))[0]
+        if not len(pos):
+            return
+        counts = right[pos] - left[pos]
+        win = np.repeat(pos, counts)
+        first = np.repeat(left[pos] - np.cumsum(counts) + counts, counts)
+        entry = first + np.arange(len(win))
+        offs = np.arange(n)
+        same = (ids[win[:, None] + offs] == self.ids[table.starts[entry][:, None] + offs]).all(1)
+        win, entry = win[same], entry[same]
+        for p, e in set(zip(owner[win].tolist(), entry.tolist())):
+            hit = hits.setdefault(p, Hit())
+            hit.ngrams.setdefault(n, set()).add(e)
+            hit.docs.update(table.doc_idx[table.doc_ptr[e]:table.doc_ptr[e + 1]].tolist())

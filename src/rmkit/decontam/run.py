@@ -1,0 +1,172 @@
+"""`decontaminate(DecontamConfig)`: drop training pairs that share an n-gram with a benchmark prompt.
+
+    from rmkit.decontam import DecontamConfig, decontaminate
+    report = decontaminate(DecontamConfig(train="mix.jsonl", against=["rewardbench"],
+                                          output="clean.jsonl", removed="removed.jsonl"))
+
+    rmkit decontaminate mix.jsonl --against rewardbench -o clean.jsonl --removed removed.jsonl
+
+The Skywork-Reward-V2 rule by default: a pair goes when it shares at least one 13-gram (lowercased
+words, punctuation split off) with the first user turn of any benchmark prompt. The benchmark side
+is indexed once; the training side streams through `workers` processes; the clean and removed
+files are written as chunks finish and renamed into place only when the run succeeds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from rmkit.data.io import atomic_path
+from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.sources import iter_pairs
+from rmkit.data.sources.rewardbench import HUB_ID as REWARDBENCH_HUB, SPLIT as REWARDBENCH_SPLIT
+from rmkit.decontam.index import NgramIndex
+from rmkit.decontam.ngrams import TURNS, parse_ngram_range, tokenizer
+from rmkit.decontam.report import DecontamReport, write_report
+from rmkit.decontam.stream import Job, default_workers, records, run_all
+
+ERRORS = ("raise", "skip")
+
+
+@dataclass
+class DecontamConfig:
+    train: str
+    """Training pairs: a file in any format the loaders read (jsonl/json/parquet/csv) or a hub id."""
+    output: str
+    """Where the kept pairs go (canonical jsonl; `.jsonl.gz` is gzipped)."""
+    removed: str | None = None
+    """Where the removed pairs go, each with `matched` (benchmark ids) and `matched_ngrams`."""
+    against: list[str] = field(default_factory=lambda: ["rewardbench"])
+    """Benchmarks: "rewardbench" (local copy under $RMKIT_DATA_DIR, else the hub) or pair files."""
+    ngram: Any = 13
+    """n-gram size N, or a range "LO-HI" (a pair shares an n-gram of some length in the range)."""
+    turns: str = "first"
+    """Benchmark text indexed: "first" user turn, every "user" turn, or "all" messages."""
+    train_turns: str | None = None
+    """Training text checked; None = the same as `turns`."""
+    tokens: str = "punct"
+    """Tokenisation: "punct" (words + each punctuation character) or "words" (punctuation dropped)."""
+    format: str = "auto"
+    """Training format; "auto" detects it from the columns of the first row."""
+    column_map: dict[str, str] | None = None
+    split: str | None = None
+    errors: str = "raise"
+    """A malformed training row: "raise" (named error, nothing replaced) or "skip" (counted)."""
+    workers: int = field(default_factory=default_workers)
+    chunk_size: int = 1000
+    report: str | None = None
+    """Report path (.json; a .md is written next to it). None = `<output>.report.json`."""
+
+    def __post_init__(self):
+        self.ngram = parse_ngram_range(self.ngram)
+        if isinstance(self.against, str):
+            self.against = [self.against]
+        if not self.against:
+            raise ValueError("against: name at least one benchmark")
+        for name, value in (("turns", self.turns), ("train_turns", self.train_turns or self.turns)):
+            if value not in TURNS:
+                raise ValueError(f"{name} must be one of {TURNS}, got {value!r}")
+        tokenizer(self.tokens)  # checks the name
+        if self.errors not in ERRORS:
+            raise ValueError(f"errors must be one of {ERRORS}, got {self.errors!r}")
+        if self.workers < 1 or self.chunk_size < 1:
+            raise ValueError("workers and chunk_size must be at least 1")
+        for name in ("output", "removed"):
+            value = getattr(self, name)
+            if value is not None and not str(value).endswith((".jsonl", ".jsonl.gz")):
+                raise ValueError(f"{name} must be a .jsonl or .jsonl.gz path, got {value!r}")
+        if self.report is None:
+            self.report = f"{_stem(self.output)}.report.json"
+
+
+def _stem(path: str) -> str:
+    for suffix in (".jsonl.gz", ".jsonl"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def benchmark_pairs(name: str) -> Iterator[PreferencePair]:
+    """Pairs of one benchmark: "rewardbench" or any pair file / hub id the loaders read."""
+    if name.lower() in ("rewardbench", "reward-bench"):
+        local = Path(os.environ.get("RMKIT_DATA_DIR", "")) / "reward-bench" / "filtered.jsonl.gz"
+        if os.environ.get("RMKIT_DATA_DIR") and local.exists():
+            return iter_pairs(local, format="rewardbench")
+        return iter_pairs(REWARDBENCH_HUB, format="rewardbench", split=REWARDBENCH_SPLIT)
+    label = Path(name).name.split(".")[0] if Path(name).exists() else name
+    return (_relabel(p, label) for p in iter_pairs(name))
+
+
+def _relabel(pair: PreferencePair, benchmark: str) -> PreferencePair:
+    pair.meta = {**pair.meta, "_benchmark": benchmark}
+    return pair
+
+
+def _describe(pair: PreferencePair) -> dict[str, Any]:
+    return {"benchmark": pair.meta.get("_benchmark", pair.source), "id": pair.id,
+            "subset": pair.category}
+
+
+def build_index(cfg: DecontamConfig) -> NgramIndex:
+    pairs = (p for name in cfg.against for p in benchmark_pairs(name))
+    return NgramIndex.build(pairs, ngram=cfg.ngram, turns=cfg.turns, tokens=cfg.tokens,
+                            describe=_describe)
+
+
+def _open(tmp: Path, gz: bool):
+    import gzip
+    return gzip.open(tmp, "wt", encoding="utf-8") if gz else open(tmp, "w", encoding="utf-8")
+
+
+def decontaminate(cfg: DecontamConfig) -> DecontamReport:
+    """Index the benchmarks, stream the training pairs, write clean / removed / report."""
+    t0 = time.perf_counter()
+    skipped: Counter = Counter()
+    fmt, recs = records(cfg.train, fmt=cfg.format, split=cfg.split, column_map=cfg.column_map,
+                        errors=cfg.errors, skipped=skipped)  # opens TRAIN first: fail fast
+    index = build_index(cfg)
+    report = DecontamReport.start(cfg, index, time.perf_counter() - t0)
+    report.skipped = skipped
+    job = Job(fmt=fmt, file=str(cfg.train), turns=cfg.train_turns or cfg.turns, errors=cfg.errors,
+              column_map=cfg.column_map)
+    removed_path = cfg.removed or os.devnull
+    with atomic_path(cfg.output) as tmp_out, _maybe_atomic(cfg.removed) as tmp_rem:
+        with _open(tmp_out, cfg.output.endswith(".gz")) as out, \
+                _open(tmp_rem or Path(removed_path), str(removed_path).endswith(".gz")) as rem:
+            for chunk in run_all(job, recs, index, workers=cfg.workers, chunk_size=cfg.chunk_size):
+                if chunk.error:
+                    raise _data_error(*chunk.error)
+                _write(out, chunk.kept)
+                _write(rem, chunk.removed)
+                report.add(chunk)
+    report.finish(time.perf_counter() - t0)
+    write_report(report, cfg.report)
+    return report
+
+
+def _data_error(message: str, file: str | None, row: int | None, fld: str | None) -> DataError:
+    err = DataError(message)  # the message already names the file, row and field
+    err.file, err.row, err.field = file, row, fld
+    return err
+
+
+def _write(f, lines: list[str]) -> None:
+    if lines:
+        f.write("\n".join(lines) + "\n")
+
+
+class _NoPath:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _maybe_atomic(path: str | None):
+    return atomic_path(path) if path else _NoPath()
