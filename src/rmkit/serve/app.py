@@ -1,0 +1,127 @@
+"""The rmkit reward server: a FastAPI app over one RewardScorer, with dynamic micro-batching.
+
+    from rmkit import RewardScorer
+    from rmkit.serve.app import create_app
+    from rmkit.serve.config import ServeConfig
+    app = create_app(RewardScorer.from_pretrained("smollm2-135m"), ServeConfig())
+    # uvicorn.run(app, host="127.0.0.1", port=8000)   -- or: rmkit serve --model smollm2-135m
+
+Endpoints: POST /v1/rewards, /v1/compare, /v1/rank (rmkit), /get_reward (OpenRLHF serve_rm),
+/classify and /v1/classify (vLLM / SGLang); GET /health, /metrics (Prometheus text), /docs.
+Input is validated and tokenized in the handler, so bad input never reaches the queue: malformed JSON
+or roles → 422, a conversation over the token limit → 422, too big a body or too many conversations
+→ 413 (each message names its limit), a full queue → 503 with Retry-After, a missing API key → 401.
+Shutdown (the lifespan's exit) refuses new work and finishes the requests already queued or running.
+Rewards are raw logits (no sigmoid); null only for input skipped under truncation="skip".
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from rmkit.data.schema import DataError
+from rmkit.score.scorer import RewardScorer
+from rmkit.serve import schemas as S
+from rmkit.serve.config import ServeConfig
+from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics
+from rmkit.serve.metrics import CONTENT_TYPE
+from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
+
+
+def create_app(scorer: RewardScorer, config: ServeConfig | None = None) -> FastAPI:
+    """The app; run it under uvicorn (or `with TestClient(app)`, so the lifespan starts the batcher)."""
+    config = config or ServeConfig()
+    state = ServerState(scorer, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await state.batcher.start()
+        yield
+        await state.batcher.close(timeout=config.graceful_timeout_s)
+
+    app = FastAPI(title="rmkit reward server", version="0.1.0", lifespan=lifespan,
+                  description="Raw rewards (logits, no sigmoid) from one reward model, dynamically batched.")
+    app.state.rmkit = state
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(ApiKey, key=config.api_key, protected=SCORING_PATHS + ("/metrics",))
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    _add_rmkit_routes(app, state)
+    _add_compat_routes(app, state)
+    _add_ops_routes(app, state)
+    return app
+
+
+def _add_rmkit_routes(app: FastAPI, state: ServerState) -> None:
+    @app.post("/v1/rewards", response_model=S.RewardsResponse)
+    async def rewards(body: S.RewardsRequest):
+        """One raw reward per conversation, in input order."""
+        convs = [[m.model_dump() for m in conv] for conv in body.conversations]
+        return {"rewards": json_floats(await state.score(state.encode_conversations(convs)))}
+
+    @app.post("/v1/compare", response_model=S.CompareResponse)
+    async def compare(body: S.CompareRequest):
+        """Both replies' rewards and P(first ≻ second) = sigmoid(r1 − r2)."""
+        r = await state.score(state.encode_conversations(_with_prompt(body.prompt, body.responses),
+                                                         "response"))
+        return {"rewards": json_floats(r), "prob_first_better": prob_first_better(r[0], r[1])}
+
+    @app.post("/v1/rank", response_model=S.RankResponse)
+    async def rank(body: S.RankRequest):
+        """N replies to one prompt, rewarded and ordered best first (best-of-N, rejection sampling)."""
+        r = await state.score(state.encode_conversations(_with_prompt(body.prompt, body.responses),
+                                                         "response"))
+        order = rank_order(r)
+        return {"rewards": json_floats(r), "order": order, "best": order[0]}
+
+
+def _with_prompt(prompt, responses) -> list[list]:
+    context = turns_to_messages(prompt, "user")
+    if not context:
+        raise DataError("prompt is empty")
+    return [context + turns_to_messages(resp, "assistant") for resp in responses]
+
+
+def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
+    @app.post("/get_reward", response_model=S.GetRewardResponse)
+    async def get_reward(body: S.GetRewardRequest):
+        """OpenRLHF `serve_rm`: fully formatted texts, tokenized as given (no chat template)."""
+        r = json_floats(await state.score(state.encode_texts(body.query)))
+        return {"rewards": r, "scores": r, "extra_logs": {}}
+
+    async def classify(body: S.ClassifyRequest):
+        """vLLM / SGLang classification shape; `probs` holds the raw reward (no sigmoid)."""
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        ids = state.encode_texts(texts)
+        r = json_floats(await state.score(ids))
+        tokens = sum(len(x) for x in ids if x is not None)
+        label = (getattr(state.scorer.model.config, "id2label", None) or {}).get(0, "LABEL_0")
+        return {"id": f"classify-{uuid.uuid4().hex}", "created": int(time.time()), "model": state.model_name,
+                "data": [{"index": i, "label": label, "probs": [x], "num_classes": 1} for i, x in enumerate(r)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+
+    for path in ("/classify", "/v1/classify"):
+        app.add_api_route(path, classify, methods=["POST"], response_model=S.ClassifyResponse)
+
+
+def _add_ops_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/health", response_model=S.HealthResponse)
+    async def health():
+        """200 while serving; 503 once shutdown has begun."""
+        closing = state.batcher.closing
+        body = {"status": "shutting_down" if closing else "ok", "model": state.model_name,
+                "queue_depth": state.batcher.queued}
+        return JSONResponse(body, status_code=503 if closing else 200)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics():
+        """Prometheus text: requests by endpoint and status, queue depth, batch sizes, latency."""
+        return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,123 @@
+"""Shared state of the reward server: turn request bodies into token ids under the limits, score them
+through the micro-batcher, and the small pure helpers the endpoints use.
+
+    state = ServerState(scorer, ServeConfig())
+    ids = state.encode_conversations([[{"role": "user", "content": "Hi"}]])   # 413 / 422 on bad input
+    rewards = await state.score(ids)                                          # 503 when the queue is full
+
+Token ids come from the same `RewardScorer.encode` (and the over-long policy of `score_texts`) as
+offline scoring, and are scored by the same `score_ids`, so the server returns the same numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from fastapi import HTTPException
+
+from rmkit.data.schema import Message, to_conversation
+from rmkit.models.chat import render_text_ids
+from rmkit.score.scorer import RewardScorer, TooLongError
+from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
+from rmkit.serve.config import ServeConfig
+from rmkit.serve.metrics import ServerMetrics
+
+
+class ServerState:
+    """What the handlers share: the scorer, the limits, the batcher and the metrics."""
+
+    def __init__(self, scorer: RewardScorer, config: ServeConfig):
+        self.scorer, self.config = scorer, config
+        self.model_name = config.model_name or getattr(scorer, "name", "model")
+        self.max_tokens = config.max_tokens or scorer.max_length
+        self.metrics = ServerMetrics()
+        sc = scorer.config
+        self.batcher = MicroBatcher(scorer.score_ids, max_queue=config.max_queue,
+                                    batch_tokens=config.batch_tokens or sc.batch_tokens,
+                                    max_batch_size=config.max_batch_size or sc.max_batch_size,
+                                    max_wait_ms=config.max_wait_ms, on_batch=self._on_batch)
+        self.metrics.bind_queue(lambda: self.batcher.queued, lambda: self.batcher.in_flight)
+
+    def _on_batch(self, n: int) -> None:
+        self.metrics.batch_size.observe(n)
+        self.metrics.scored.inc(n)
+
+    # ---- input -> token ids ----------------------------------------------------------------------
+    def check_count(self, n: int, what: str) -> None:
+        if n > self.config.max_conversations:
+            raise HTTPException(413, f"{n} {what}s in one request exceed "
+                                     f"max_conversations={self.config.max_conversations}")
+        if self.batcher.full(n):
+            raise _busy(self, f"the queue is full (max_queue={self.config.max_queue})")
+
+    def _check_tokens(self, ids: list[int] | None, i: int, what: str) -> list[int] | None:
+        if ids is not None and self.max_tokens is not None and len(ids) > self.max_tokens:
+            raise HTTPException(422, f"{what} {i} has {len(ids)} tokens, over max_tokens={self.max_tokens}")
+        return ids
+
+    def encode_conversations(self, convs: Sequence[Any], what: str = "conversation") -> list[list[int] | None]:
+        self.check_count(len(convs), what)
+        out = []
+        for i, conv in enumerate(convs):
+            if not conv:
+                raise HTTPException(422, f"{what} {i} is empty")
+            try:
+                ids = self.scorer.encode([conv])[0]
+            except TooLongError as e:
+                raise HTTPException(422, f"{what} {i}: {e} (server limit max_tokens={self.max_tokens})")
+            out.append(self._check_tokens(ids, i, what))
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
+        self.check_count(len(texts), "text")
+        out = []
+        for i, text in enumerate(texts):
+            try:  # the over-long policy exactly as RewardScorer.score_texts applies it
+                ids = self.scorer._fit(render_text_ids(self.scorer.tokenizer, text), None)
+            except TooLongError as e:
+                raise HTTPException(422, f"text {i}: {e} (server limit max_tokens={self.max_tokens})")
+            out.append(self._check_tokens(ids, i, "text"))
+        return out
+
+    async def score(self, seqs: list[list[int] | None]) -> list[float]:
+        """Rewards in input order; None (skipped as too long) → NaN, never sent to the model."""
+        real = [i for i, s in enumerate(seqs) if s is not None]
+        try:
+            rewards = await self.batcher.submit([seqs[i] for i in real])
+        except QueueFull as e:
+            raise _busy(self, f"{e}; retry later")
+        except ShuttingDown as e:
+            raise _busy(self, str(e))
+        out = [math.nan] * len(seqs)
+        for i, r in zip(real, rewards):
+            out[i] = r
+        return out
+
+
+def _busy(state: ServerState, detail: str) -> HTTPException:
+    return HTTPException(503, detail, headers={"Retry-After": str(state.config.retry_after_s)})
+
+
+def json_floats(values: Sequence[float]) -> list[float | None]:
+    """JSON has no NaN: an unscored (skipped) input is null."""
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def turns_to_messages(value, role: str) -> list[Message]:
+    if isinstance(value, str):
+        return [Message(role, value)]
+    return to_conversation([m.model_dump() for m in value])
+
+
+def prob_first_better(r1: float, r2: float) -> float | None:
+    """P(first ≻ second) = sigmoid(r1 − r2), computed without overflow."""
+    d = r1 - r2
+    if math.isnan(d):
+        return None
+    return 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
+
+
+def rank_order(rewards: Sequence[float]) -> list[int]:
+    """Indices best first; ties keep input order; NaN (unscored) last."""
+    return sorted(range(len(rewards)), key=lambda i: (math.isnan(rewards[i]),
+                                                       0.0 if math.isnan(rewards[i]) else -rewards[i]))
