@@ -118,10 +118,19 @@ def _add_ops_routes(app: FastAPI, state: ServerState) -> None:
         """200 while serving; 503 once shutdown has begun."""
         closing = state.batcher.closing
         body = {"status": "shutting_down" if closing else "ok", "model": state.model_name,
-                "queue_depth": state.batcher.queued}
+                "queue_depth": state.batcher.queued, "in_flight": state.batcher.in_flight}
         return JSONResponse(body, status_code=503 if closing else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
         """Prometheus text: requests by endpoint and status, queue depth, batch sizes, latency."""
         return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def serve(scorer: RewardScorer, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
+    """Run the server under uvicorn until SIGINT / SIGTERM; in-flight requests finish first."""
+    import uvicorn
+
+    config = config or ServeConfig()
+    uvicorn.run(create_app(scorer, config), host=config.host, port=config.port, log_level=log_level,
+                timeout_graceful_shutdown=config.graceful_timeout_s or None)

@@ -100,4 +100,5 @@ class ClassifyResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     model: str
-    queue_depth: int
+    queue_depth: int = Field(description="Conversations waiting to be scored.")
+    in_flight: int = Field(description="Conversations in the scoring call now running.")
