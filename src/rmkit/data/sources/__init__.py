@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from functools import partial
@@ -14,7 +15,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from rmkit.data.io import is_local, read_rows
 from rmkit.data.schema import DataError, PreferencePair
-from rmkit.data.sources import generic, hh_rlhf, rewardbench, ultrafeedback
+from rmkit.data.sources import (generic, helpsteer2, hh_rlhf, magpie, offsetbias, rewardbench,
+                                 ultrafeedback, wildguard)
 
 Parser = Callable[..., PreferencePair]
 
@@ -24,8 +26,15 @@ PARSERS: dict[str, Parser] = {
     "ultrafeedback": ultrafeedback.parse_row,
     "skywork": ultrafeedback.parse_skywork_row,
     "pairs": ultrafeedback.parse_row,  # rmkit's own PreferencePair.to_dict() rows
+    "offsetbias": offsetbias.parse_row,  # also LLMBar's {input, output_1, output_2, label}
+    "magpie": magpie.parse_row,
 }
-FORMATS = (*PARSERS, "generic")
+# formats whose pairs come from several rows: fn(rows, *, file, dropped=None) → pairs | DataErrors
+GROUPED: dict[str, Callable[..., Iterator]] = {
+    "helpsteer2": helpsteer2.iter_rows,
+    "wildguard": wildguard.iter_rows,
+}
+FORMATS = (*PARSERS, *GROUPED, "generic")
 
 
 def detect_format(row: Mapping[str, Any]) -> str:
@@ -35,6 +44,14 @@ def detect_format(row: Mapping[str, Any]) -> str:
         return "rewardbench"
     if {"prompt", "chosen", "rejected", "source", "meta"} <= cols:
         return "pairs"
+    if magpie.matches(cols):
+        return "magpie"
+    if wildguard.matches(cols):
+        return "wildguard"
+    if helpsteer2.matches(cols):
+        return "helpsteer2"
+    if offsetbias.matches(cols):
+        return "offsetbias"
     if ultrafeedback.matches_ultrafeedback(cols):
         return "ultrafeedback"
     if {"chosen", "rejected"} <= cols:
@@ -61,9 +78,15 @@ def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
     parse: Parser | None = None
     if column_map:
         parse = partial(generic.parse_row, column_map=column_map)
-    elif format != "auto":
+    elif format != "auto" and format not in GROUPED:
         parse = PARSERS[format] if format != "generic" else partial(generic.parse_row, column_map={})
-    for index, row in read_rows(source, split=split):
+    rows = read_rows(source, split=split)
+    if parse is None and format == "auto":
+        rows, format = _peek_grouped(rows)
+    if format in GROUPED:
+        yield from _apply_policy(GROUPED[format](rows, file=file), errors, skipped)
+        return
+    for index, row in rows:
         try:
             if parse is None:
                 parse = PARSERS[detect_format(row)]
@@ -75,6 +98,29 @@ def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
                 raise e
             if skipped is not None:
                 skipped[e.field or "row"] += 1
+
+
+def _peek_grouped(rows) -> tuple[Iterator, str]:
+    """("auto" or a GROUPED format, the same rows): detection of multi-row formats up front."""
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return iter(()), "auto"
+    try:
+        fmt = detect_format(first[1])
+    except DataError:
+        fmt = "auto"
+    return itertools.chain([first], rows), fmt if fmt in GROUPED else "auto"
+
+
+def _apply_policy(items, errors: str, skipped: Counter | None) -> Iterator[PreferencePair]:
+    for item in items:
+        if not isinstance(item, DataError):
+            yield item
+        elif errors == "raise":
+            raise item
+        elif skipped is not None:
+            skipped[item.field or "row"] += 1
 
 
 def load_pairs(source: str | os.PathLike, **kwargs) -> list[PreferencePair]:
