@@ -67,7 +67,7 @@ class MicroBatcher:
         """Refuse new work, finish everything queued or running, then stop the worker."""
         self._closing = True
         self._wake.set()
-        if self._worker is not None:
+        if self._worker is not None and not self._worker.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), timeout)
             except asyncio.TimeoutError:

@@ -64,7 +64,7 @@ class ServerState:
             try:
                 ids = self.scorer.encode([conv])[0]
             except TooLongError as e:
-                raise HTTPException(422, f"{what} {i}: {e} (server limit max_tokens={self.max_tokens})")
+                raise _too_long(what, i, e, self.max_tokens)
             out.append(self._check_tokens(ids, i, what))
         return out
 
@@ -75,7 +75,7 @@ class ServerState:
             try:  # the over-long policy exactly as RewardScorer.score_texts applies it
                 ids = self.scorer._fit(render_text_ids(self.scorer.tokenizer, text), None)
             except TooLongError as e:
-                raise HTTPException(422, f"text {i}: {e} (server limit max_tokens={self.max_tokens})")
+                raise _too_long("text", i, e, self.max_tokens)
             out.append(self._check_tokens(ids, i, "text"))
         return out
 
@@ -92,6 +92,11 @@ class ServerState:
         for i, r in zip(real, rewards):
             out[i] = r
         return out
+
+
+def _too_long(what: str, i: int, error: TooLongError, limit: int | None) -> HTTPException:
+    reason = str(error).split(";")[0]  # "input of N tokens exceeds max_length=M", minus scorer advice
+    return HTTPException(422, f"{what} {i} is too long: {reason} (limit max_tokens={limit})")
 
 
 def _busy(state: ServerState, detail: str) -> HTTPException:
