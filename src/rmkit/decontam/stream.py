@@ -8,7 +8,6 @@ the training set except the output files themselves.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import multiprocessing as mp
 import os
@@ -116,19 +115,16 @@ def run_chunk(job: Job, records: list[tuple[int, Any]], index: NgramIndex | None
 
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(row, line) of a jsonl(.gz) file, decoded line by line so a bad byte names its own row."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="strict") as f:
-        row = 0
-        while True:
+    with opener(path, "rb") as f:
+        for row, raw in enumerate(f):
             try:
-                line = f.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"not valid UTF-8 ({e.reason})", file=str(path), row=row) from e
-            if not line:
-                return
             if line.strip():
                 yield row, line
-            row += 1
 
 
 def records(source: str, *, fmt: str = "auto", split: str | None = None,

@@ -1,0 +1,190 @@
+"""Decontamination on literal inputs: tokenisation, exact n-gram matching, streaming, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rmkit.data import DataError, Message, PreferencePair
+from rmkit.decontam import DecontamConfig, decontaminate
+from rmkit.decontam import ngrams
+from rmkit.decontam.index import NgramIndex
+from rmkit.decontam.ngrams import pair_texts, parse_ngram_range, tokenize
+
+BENCH_Q = ("Please write a short story about a brave little toaster who crosses the desert "
+           "to find its owner.")
+
+
+def pair(pid, *user_turns, chosen="ok", rejected="no", source="train"):
+    prompt = []
+    for i, t in enumerate(user_turns):
+        if i:
+            prompt.append(Message("assistant", "sure"))
+        prompt.append(Message("user", t))
+    return PreferencePair(pid, source, prompt, [Message("assistant", chosen)],
+                          [Message("assistant", rejected)])
+
+
+def bench():
+    return [pair("b0", BENCH_Q, source="bench"),
+            pair("b1", "What is the boiling point of water at sea level in degrees Celsius, please?",
+                 source="bench")]
+
+
+def test_tokenize_lowercases_and_splits_punctuation():
+    assert tokenize("Hello,World! It's 2+2.") == ["hello", ",", "world", "!", "it", "'", "s", "2",
+                                                   "+", "2", "."]
+    assert tokenize("Hello,World! It's", "words") == ["hello", "world", "it", "s"]
+    assert tokenize("Ünïcode Straße") == ["ünïcode", "straße"]
+
+
+def test_parse_ngram_range():
+    assert parse_ngram_range("7-13") == (7, 13) and parse_ngram_range(13) == (13, 13)
+    for bad in ("13-7", "0", "x", "7-"):
+        with pytest.raises(ValueError):
+            parse_ngram_range(bad)
+
+
+def test_pair_texts_turn_options():
+    p = pair("x", "first q", "second q", chosen="yes")
+    assert pair_texts(p, "first") == ["first q"]
+    assert pair_texts(p, "user") == ["first q", "second q"]
+    assert pair_texts(p.to_dict(), "all") == ["first q", "sure", "second q", "yes", "no"]
+
+
+def test_exact_13gram_rule_on_hand_checked_cases():
+    index = NgramIndex.build(bench())
+    words = BENCH_Q.split()  # 18 words + final "." → 19 tokens
+    texts = [
+        ["PLEASE write a short story about a brave little toaster who crosses the DESERT!"],  # 14 shared
+        [" ".join(words[:12])],                                                 # only 12 tokens
+        [" ".join(words[:7]), " ".join(words[7:14])],                           # split over two turns
+        ["completely unrelated text about gardening and tomatoes in the summer sun today"],
+        ["please write a short story about a brave little toaster who swims the ocean"],  # 11 shared
+    ]
+    hits = index.match(texts)
+    assert set(hits) == {0}
+    assert index.docs[next(iter(hits[0].docs))]["id"] == "b0"
+    assert sorted(index.ngram_text(13, e) for e in hits[0].ngrams[13]) == [
+        "please write a short story about a brave little toaster who crosses the",
+        "write a short story about a brave little toaster who crosses the desert"]
+
+
+def test_range_7_13_matches_shorter_overlaps_and_reports_longest():
+    index = NgramIndex.build(bench(), ngram=(7, 13))
+    words = BENCH_Q.split()
+    hits = index.match([[" ".join(words[:12])], [" ".join(words[:6])],
+                        ["so " + " ".join(words[:14])]])
+    assert set(hits) == {0, 2}
+    assert max(hits[0].ngrams) == 12 and max(hits[2].ngrams) == 13
+    assert len(hits[2].ngrams[7]) == 8  # 14 shared words hold 8 distinct 7-grams
+
+
+def test_hash_collisions_never_flag(monkeypatch):
+    """With a degenerate hash (every window hashes to its last token) results stay exact."""
+    good = NgramIndex.build(bench()).match([[BENCH_Q], ["x " * 12 + "desert"], ["y " * 20]])
+    monkeypatch.setattr(ngrams, "HASH_BASE", np.uint64(0))
+    index = NgramIndex.build(bench())
+    bad = index.match([[BENCH_Q], ["x " * 12 + "desert"], ["y " * 20]])
+    assert set(bad) == set(good) == {0}
+    assert {n: len(e) for n, e in bad[0].ngrams.items()} == {13: 7}  # 19 tokens → 7 windows
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    b = _write(tmp_path / "bench.jsonl", [p.to_dict() for p in bench()])
+    train = [pair(f"t{i}", f"question number {i} about something else entirely") for i in range(40)]
+    train[3] = pair("t3", "Hey! " + BENCH_Q, source="magpie")
+    train[17] = pair("t17", "Tell me: what is the boiling point of water at sea level in degrees "
+                     "Celsius, please?", source="magpie")
+    t = _write(tmp_path / "train.jsonl", [p.to_dict() for p in train])
+    return tmp_path, b, t
+
+
+def test_decontaminate_streams_in_order_whatever_the_workers(files):
+    tmp, b, t = files
+    outs = []
+    for workers, chunk in ((1, 1000), (2, 3)):
+        cfg = DecontamConfig(train=str(t), against=[str(b)], output=str(tmp / f"c{workers}.jsonl"),
+                             removed=str(tmp / f"r{workers}.jsonl"), workers=workers,
+                             chunk_size=chunk)
+        report = decontaminate(cfg)
+        outs.append(((tmp / f"c{workers}.jsonl").read_bytes(), (tmp / f"r{workers}.jsonl").read_bytes()))
+        assert (report.kept, report.removed) == (38, 2)
+        assert report.per_source() == {"magpie": {"total": 2, "kept": 0, "removed": 2},
+                                       "train": {"total": 38, "kept": 38, "removed": 0}}
+    assert outs[0] == outs[1]
+    removed = [json.loads(line) for line in outs[0][1].decode().splitlines()]
+    assert [r["id"] for r in removed] == ["t3", "t17"]
+    assert removed[0]["matched"] == [{"benchmark": "bench", "id": "b0", "subset": None}]
+    assert removed[0]["prompt"][0]["content"].startswith("Hey!") and removed[0]["chosen"]
+    assert removed[1]["matched_ngrams"][0].startswith("boiling point of water")
+    kept_ids = [json.loads(line)["id"] for line in outs[0][0].decode().splitlines()]
+    assert len(kept_ids) == 38 and "t3" not in kept_ids
+    report = json.loads((tmp / "c2.report.json").read_text())
+    assert report["removed"] == 2 and "| magpie | 2 | 0 | 2 |" in (tmp / "c2.report.md").read_text()
+
+
+def test_bad_row_is_named_and_nothing_is_replaced(files):
+    tmp, b, t = files
+    lines = t.read_text().splitlines()
+    row = json.loads(lines[25])
+    del row["rejected"]
+    lines[25] = json.dumps(row)
+    t.write_text("\n".join(lines) + "\n")
+    (tmp / "clean.jsonl").write_text("previous\n")
+    cfg = dict(train=str(t), against=[str(b)], output=str(tmp / "clean.jsonl"),
+               removed=str(tmp / "rem.jsonl"), workers=2, chunk_size=4)
+    with pytest.raises(DataError) as e:
+        decontaminate(DecontamConfig(**cfg))
+    assert (e.value.row, e.value.field) == (25, "rejected") and str(t) in str(e.value)
+    assert (tmp / "clean.jsonl").read_text() == "previous\n" and not (tmp / "rem.jsonl").exists()
+    assert not [p for p in tmp.iterdir() if p.name.endswith(".tmp")]
+    report = decontaminate(DecontamConfig(**cfg, errors="skip"))
+    assert report.skipped == {"rejected": 1} and report.kept + report.removed == 39
+
+
+def test_non_utf8_and_bad_json_are_named(files):
+    tmp, b, t = files
+    data = t.read_bytes().split(b"\n")
+    data[5] = b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}'
+    t.write_bytes(b"\n".join(data))
+    with pytest.raises(DataError, match="row 5.*UTF-8"):
+        decontaminate(DecontamConfig(train=str(t), against=[str(b)], output=str(tmp / "o.jsonl"),
+                                     workers=1))
+    data[5] = b'{"prompt": "unterminated'
+    t.write_bytes(b"\n".join(data))
+    with pytest.raises(DataError, match="row 5.*invalid JSON"):
+        decontaminate(DecontamConfig(train=str(t), against=[str(b)], output=str(tmp / "o.jsonl"),
+                                     workers=2, chunk_size=2))
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="turns"):
+        DecontamConfig(train="x.jsonl", output="o.jsonl", turns="second")
+    with pytest.raises(ValueError, match="jsonl"):
+        DecontamConfig(train="x.jsonl", output="o.parquet")
+    with pytest.raises(ValueError, match="n-gram"):
+        DecontamConfig(train="x.jsonl", output="o.jsonl", ngram="13-7")
+
+
+def test_cli_end_to_end(files):
+    from typer.testing import CliRunner
+
+    from rmkit.cli import app
+
+    tmp, b, t = files
+    result = CliRunner().invoke(app, ["decontaminate", str(t), "--against", str(b), "-o",
+                                      str(tmp / "c.jsonl"), "--removed", str(tmp / "r.jsonl"),
+                                      "--workers", "2", "--ngram", "7-13"])
+    assert result.exit_code == 0, result.output
+    assert "**2 of 40 pairs removed**" in result.output
+    bad = CliRunner().invoke(app, ["decontaminate", str(tmp / "missing.jsonl"), "-o",
+                                   str(tmp / "c.jsonl")])
+    assert bad.exit_code == 2 and "missing.jsonl" in bad.output
