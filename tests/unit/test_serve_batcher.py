@@ -1,0 +1,208 @@
+"""The micro-batcher, metrics text and config of `rmkit serve`, tested without HTTP.
+
+    .venv/bin/python -m pytest tests/unit/test_serve_batcher.py -q
+
+The batcher is given a pure score function (sum of the ids) that records each call, and a gate
+(threading.Event) to hold a call open so that concurrent arrivals are deterministic.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
+from rmkit.serve.config import ServeConfig
+from rmkit.serve.metrics import Counter, Histogram, ServerMetrics
+from rmkit.serve.state import prob_first_better, rank_order
+
+
+class Recorder:
+    """score_fn: reward = sum of ids; records call sizes; the first call can be held on a gate."""
+
+    def __init__(self, hold_first: bool = False, fail: bool = False):
+        self.calls: list[int] = []
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.hold_first, self.fail = hold_first, fail
+        if not hold_first:
+            self.gate.set()
+
+    def __call__(self, seqs):
+        self.entered.set()
+        self.gate.wait(10)
+        self.calls.append(len(seqs))
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return [float(sum(s)) for s in seqs]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def _held(rec: Recorder, **kw) -> tuple[MicroBatcher, asyncio.Task]:
+    """A started batcher whose first call (one sequence [1]) is in flight and held on the gate."""
+    b = MicroBatcher(rec, **{"max_queue": 64, "batch_tokens": 1000, "max_batch_size": 64, **kw})
+    await b.start()
+    first = asyncio.create_task(b.submit([[1]]))
+    await asyncio.get_running_loop().run_in_executor(None, rec.entered.wait, 10)
+    return b, first
+
+
+def test_requests_waiting_during_a_call_share_the_next_call():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec)
+        rest = [asyncio.create_task(b.submit([[i], [i, 1]])) for i in range(2, 7)]
+        while b.queued < 10:
+            await asyncio.sleep(0)
+        rec.gate.set()
+        out = await asyncio.gather(first, *rest)
+        await b.close()
+        return rec.calls, out
+
+    calls, out = run(main())
+    assert calls == [1, 10]  # five requests, two sequences each, one call
+    assert out[0] == [1.0] and out[1:] == [[float(i), float(i + 1)] for i in range(2, 7)]
+
+
+def test_token_budget_and_batch_size_split_gathered_requests():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec, batch_tokens=12, max_batch_size=3)
+        rest = [asyncio.create_task(b.submit([[1] * 4])) for _ in range(5)]
+        rest.append(asyncio.create_task(b.submit([[1] * 20])))  # over budget alone: still scored
+        while b.queued < 6:
+            await asyncio.sleep(0)
+        rec.gate.set()
+        out = await asyncio.gather(first, *rest)
+        await b.close()
+        return rec.calls, out
+
+    calls, out = run(main())
+    assert calls == [1, 3, 2, 1]  # 3×4 tokens fill the budget of 12; the long one rides alone
+    assert out[-1] == [20.0]
+
+
+def test_a_full_queue_refuses_and_recovers():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec, max_queue=3)
+        queued = [asyncio.create_task(b.submit([[5], [6]]))]
+        while b.queued < 2:
+            await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match="max_queue=3"):
+            await b.submit([[7], [8]])  # 2 + 2 > 3
+        queued.append(asyncio.create_task(b.submit([[9]])))  # 2 + 1 fits
+        while b.queued < 3:
+            await asyncio.sleep(0)
+        rec.gate.set()
+        out = await asyncio.gather(first, *queued)
+        after = await b.submit([[2]])
+        await b.close()
+        return out, after
+
+    out, after = run(main())
+    assert out == [[1.0], [5.0, 6.0], [9.0]] and after == [2.0]
+
+
+def test_close_finishes_queued_work_then_refuses():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec)
+        queued = asyncio.create_task(b.submit([[3]]))
+        while b.queued < 1:
+            await asyncio.sleep(0)
+        closing = asyncio.create_task(b.close(timeout=10))
+        await asyncio.sleep(0)
+        with pytest.raises(ShuttingDown):
+            await b.submit([[4]])
+        rec.gate.set()
+        await closing
+        return await first, await queued
+
+    assert run(main()) == ([1.0], [3.0])
+
+
+def test_a_failed_call_fails_every_request_in_it_and_the_worker_lives_on():
+    async def main():
+        rec = Recorder(fail=True)
+        b = MicroBatcher(rec, max_queue=8, batch_tokens=100, max_batch_size=8)
+        await b.start()
+        with pytest.raises(RuntimeError, match="exploded"):
+            await b.submit([[1]])
+        rec.fail = False
+        ok = await b.submit([[2, 3]])
+        await b.close()
+        return ok
+
+    assert run(main()) == [5.0]
+
+
+def test_an_idle_request_does_not_wait_for_the_window():
+    async def main():  # a 1-hour window: only an immediate dispatch can finish within the guard
+        b = MicroBatcher(Recorder(), max_queue=8, batch_tokens=100, max_batch_size=8, max_wait_ms=3.6e6)
+        await b.start()
+        out = await asyncio.wait_for(b.submit([[4]]), 10)
+        await b.close()
+        return out
+
+    assert run(main()) == [4.0]
+
+
+def test_under_load_the_window_gathers_until_the_batch_is_full():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec, max_batch_size=2, max_wait_ms=3.6e6)
+        two = [asyncio.create_task(b.submit([[i]])) for i in (2, 3)]
+        while b.queued < 2:
+            await asyncio.sleep(0)
+        rec.gate.set()
+        await asyncio.gather(first, *two)  # that call held 2 requests: clients are concurrent
+        a = asyncio.create_task(b.submit([[4]]))
+        while rec.calls != [1, 2] or b.queued or b.in_flight:
+            await asyncio.sleep(0.001)
+        c = asyncio.create_task(b.submit([[5]]))  # the worker was waiting for this one
+        out = await asyncio.wait_for(asyncio.gather(a, c), 10)
+        await b.close()
+        return rec.calls, out
+
+    calls, out = run(main())
+    assert calls == [1, 2, 2] and out == [[4.0], [5.0]]
+
+
+def test_prob_first_better_and_rank_order():
+    assert prob_first_better(1.0, 1.0) == 0.5
+    assert prob_first_better(2.0, 0.0) == pytest.approx(0.8807970779778823)
+    assert prob_first_better(0.0, 2.0) == pytest.approx(1 - 0.8807970779778823)
+    assert prob_first_better(-1000.0, 1000.0) == 0.0 and prob_first_better(1000.0, -1000.0) == 1.0
+    assert prob_first_better(float("nan"), 1.0) is None
+    assert rank_order([0.5, 2.0, float("nan"), 2.0, -1.0]) == [1, 3, 0, 4, 2]
+
+
+def test_metrics_text_format():
+    m = ServerMetrics()
+    m.requests.inc(endpoint="/v1/rewards", status="200")
+    m.requests.inc(endpoint="/v1/rewards", status="200")
+    m.batch_size.observe(3)
+    m.bind_queue(lambda: 7, lambda: 2)
+    lines = m.render().splitlines()
+    assert 'rmkit_requests_total{endpoint="/v1/rewards",status="200"} 2' in lines
+    assert 'rmkit_batch_size_bucket{le="2"} 0' in lines and 'rmkit_batch_size_bucket{le="4"} 1' in lines
+    assert 'rmkit_batch_size_bucket{le="+Inf"} 1' in lines and "rmkit_batch_size_sum 3" in lines
+    assert "rmkit_queue_depth 7" in lines and "rmkit_batch_in_flight 2" in lines
+    c = Counter("x_total", "x")
+    c.inc(path='a"b\\c\n')
+    assert c.render()[-1] == 'x_total{path="a\\"b\\\\c\\n"} 1'
+    h = Histogram("h", "h", (0.1, 1.0))
+    h.observe(0.05)
+    assert h.render()[2:4] == ['h_bucket{le="0.1"} 1', 'h_bucket{le="1"} 1']
+
+
+@pytest.mark.parametrize("bad", [dict(max_queue=0), dict(max_conversations=10, max_queue=5),
+                                 dict(max_wait_ms=-1), dict(port=70000), dict(api_key=""),
+                                 dict(max_tokens=0), dict(max_body_bytes=-5)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ServeConfig(**bad)
