@@ -1,0 +1,30 @@
+"""`rmkit curate --config CONFIG.yaml [key=value ...]`: adapts the command line to `curate()`.
+
+Prints the report's markdown; bad input exits with status 2 and a message naming the problem.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def curate_cmd(config: str = typer.Option(..., "--config", "-c", help="recipe YAML"),
+               overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides")):
+    """Build a curated preference mixture from a YAML recipe (Skywork-Reward style)."""
+    from rmkit.curate import curate, load_config
+    from rmkit.curate.report import to_markdown
+    from rmkit.data.schema import DataError
+
+    try:
+        cfg = load_config(config, list(overrides or []))
+        result = curate(cfg)
+    except (DataError, ValueError, FileNotFoundError, KeyError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(to_markdown(result))
+    typer.echo(f"wrote {cfg.output} and {cfg.report}")
+
+
+def register(app, eval_app) -> None:
+    app.command("curate")(curate_cmd)
