@@ -60,8 +60,8 @@ def top_k_per_category(pairs: Sequence[PreferencePair], per_category: Mapping[st
         items.sort(key=lambda t: (-t[0], t[1]))
         n = quota_count(per_category[cat], len(items))
         keep.update(i for _, _, i in items[:n])
-        cut = items[n - 1][0] if n else None
-        drops.extend((pairs[i], "below_top_k", f"{cat}: score {s:.4f} < kept minimum {cut}")
+        floor = f"kept minimum {items[n - 1][0]:.4f}" if n else "quota 0"
+        drops.extend((pairs[i], "below_top_k", f"{cat}: score {s:.4f} below {floor}")
                      for s, _, i in items[n:])
     return [p for i, p in enumerate(pairs) if i in keep], drops
 
