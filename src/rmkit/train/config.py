@@ -1,0 +1,189 @@
+"""TrainConfig: every knob of `rmkit train`, documented where declared and checked in __post_init__.
+
+    from rmkit.train.config import load_config
+    cfg = load_config("configs/train/smollm2-135m-demo.yaml", ["max_steps=20", "lora_r=8"])
+
+YAML files hold the fields below; `key=value` overrides are parsed as YAML scalars (so `lr=1e-4`,
+`lora_r=0`, `data=[a.jsonl,b.jsonl]` work). Unknown keys are an error, naming the known ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+POLICIES = ("error", "skip", "truncate")
+SCHEDULERS = ("cosine", "constant", "linear")
+PRECISIONS = ("no", "bf16", "fp16")
+PACKING = ("auto", "on", "off")
+
+
+@dataclass
+class TrainConfig:
+    # ---- model ---------------------------------------------------------------------------------
+    model: str = "smollm2-135m"
+    """Base: a local path, a hub id, or an embedded name ("smollm2-135m"). A causal LM gets a new score head."""
+    attn_implementation: str | None = None
+    """None = the model's default (Gemma-2: eager, or flash_attention_2 where installed; never SDPA)."""
+    dtype: str = "float32"
+    """Weights dtype at load ("float32", "bfloat16"): keep float32 master weights with mixed_precision=bf16
+    on one device; bfloat16 for large models under FSDP / DeepSpeed."""
+    head_init_std: float | None = None
+    """Re-initialise the score head N(0, std) with `seed` (None: keep the checkpoint's, or transformers' init)."""
+    trust_remote_code: bool = False
+    # ---- data ----------------------------------------------------------------------------------
+    data: list[str] = field(default_factory=list)
+    """Training sources: files or hub ids, any format `rmkit.data.load_pairs` reads; $VARS are expanded."""
+    data_format: str = "auto"
+    data_errors: str = "skip"
+    """"raise" stops at the first malformed row; "skip" counts and goes on."""
+    eval_data: list[str] = field(default_factory=list)
+    """Held-out sources. Empty: hold out `eval_size` pairs of `data` (whole prompts, seeded)."""
+    eval_size: int = 0
+    max_train_pairs: int | None = None
+    """Use at most this many training pairs (after the held-out split; seeded choice)."""
+    rewardbench_eval: int = 0
+    """Also evaluate on a stratified RewardBench v1 subsample of this many pairs (0 = off)."""
+    margin_key: str | None = None
+    """pair.meta key holding a per-pair margin for the loss (e.g. a score difference); None = no margin."""
+    # ---- sequence policy -----------------------------------------------------------------------
+    max_length: int = 1024
+    truncation: str = "truncate"
+    """Over-long pairs, as the scorer: "error" | "skip" (counted) | "truncate" (prompt cut from the left,
+    the same cut on both sides). A pair whose two sides become identical is always skipped."""
+    packing: str = "auto"
+    """Padding-free batches: "on" packs a micro-batch into rows of one flat stream with per-sequence
+    position ids; "off" pads; "auto" = on. Rows hold `pack_row_tokens` tokens (0 = the longest sequence
+    in the micro-batch on CPU/SDPA; one row for flash_attention_2)."""
+    pack_row_tokens: int = 0
+    group_by_length: bool = True
+    """Batch pairs of similar length together (within shuffled chunks of 64 micro-batches)."""
+    # ---- optimisation --------------------------------------------------------------------------
+    batch_size: int = 4
+    """Pairs per micro-batch per process (chosen + rejected = 2x sequences in one forward)."""
+    grad_accum: int = 1
+    num_epochs: float = 1.0
+    max_steps: int | None = None
+    """Optimizer steps; None = num_epochs over the data."""
+    max_minutes: float | None = None
+    """Wall-clock budget for the training loop; a checkpoint is written when it runs out (resume goes on)."""
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    center_rewards_coefficient: float = 0.0
+    """Adds coef * mean((r_c + r_r)^2) (Eisenstein et al. 2023; TRL suggests 0.01)."""
+    mixed_precision: str = "no"
+    """"bf16" (autocast; fp32 master weights), "fp16" (GPU), "no" (fp32)."""
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    # ---- LoRA ----------------------------------------------------------------------------------
+    lora_r: int = 0
+    """0 = full fine-tuning; > 0 = LoRA of this rank, the score head trained and saved in full."""
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | str = "all-linear"
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    output_dir: str = "runs/rm"
+    logging_steps: int = 1
+    eval_steps: int = 0
+    """Evaluate every N optimizer steps (0 = only at the end)."""
+    eval_batch_size: int = 8
+    save_steps: int = 0
+    """Checkpoint (model + optimizer + scheduler + RNG + data position) every N steps; 0 = off."""
+    save_total_limit: int = 2
+    final_eval: bool = True
+    n_boot: int = 1000
+
+    def __post_init__(self):
+        self.data = [os.path.expandvars(d) for d in _as_list(self.data)]  # ${RMKIT_DATA_DIR}/...
+        self.eval_data = [os.path.expandvars(d) for d in _as_list(self.eval_data)]
+        self.adam_betas = tuple(self.adam_betas)
+        _one_of("truncation", self.truncation, POLICIES)
+        _one_of("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _one_of("mixed_precision", self.mixed_precision, PRECISIONS)
+        _one_of("packing", self.packing, PACKING)
+        _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        _one_of("data_errors", self.data_errors, ("raise", "skip"))
+        for name in ("batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_size", "rewardbench_eval", "eval_steps", "save_steps", "warmup_steps",
+                     "lora_r", "pack_row_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 (or null for num_epochs)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        if self.learning_rate <= 0 or self.num_epochs <= 0:
+            raise ValueError("learning_rate and num_epochs must be positive")
+        if self.center_rewards_coefficient < 0:
+            raise ValueError("center_rewards_coefficient must be >= 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("max_minutes must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def _one_of(name: str, value, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """["lr=1e-4", "data=[a,b]"] → {"lr": 0.0001, "data": ["a", "b"]} (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not key=value")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: _coerce(v, types[k]) for k, v in values.items()})
+
+
+def _coerce(value, annotation: str):
+    """YAML reads 1e-4 as a string (YAML 1.1): numbers are cast by the field's declared type."""
+    if isinstance(value, str) and annotation.split(" ")[0] in ("float", "int"):
+        try:
+            return float(value) if annotation.startswith("float") else int(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or start from the defaults) and apply key=value overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+        values.update(loaded or {})
+    values.update(parse_overrides(overrides))
+    return config_from_dict(values)

@@ -1,0 +1,113 @@
+"""Evaluation during training: held-out pairs and, optionally, a RewardBench v1 subsample.
+
+    evalset = EvalSet.build(cfg, tokenizer, heldout_pairs)     # encoded under the training policy
+    results = run_eval(run, final=True)                        # {"heldout": {...}, "rewardbench": {...}}
+
+Rewards come from the training forward (same pooling as rmkit's scorer). Each process scores its share
+(every process runs the same number of batches, as FSDP / ZeRO-3 need), and the shares are gathered.
+A pair the over-long policy skips scores NaN and counts as wrong, as in RewardBench.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from rmkit.data.schema import PreferencePair
+from rmkit.train.data import EncodedPair, encode_pair
+
+
+@dataclass
+class EvalSet:
+    pairs: list[PreferencePair]
+    encoded: list[EncodedPair | None]
+    rb_pairs: list[PreferencePair] = field(default_factory=list)
+    rb_encoded: list[EncodedPair | None] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg, tok, heldout: Sequence[PreferencePair]) -> "EvalSet":
+        stats: Counter = Counter()
+        encoded = [_encode(tok, p, cfg, stats) for p in heldout]
+        rb_pairs: list[PreferencePair] = []
+        rb_stats: Counter = Counter()
+        if cfg.rewardbench_eval:
+            from rmkit.evaluate.rewardbench import load_rewardbench
+
+            rb_pairs = load_rewardbench(subsample=cfg.rewardbench_eval, seed=cfg.seed)
+        rb_encoded = [_encode(tok, p, cfg, rb_stats) for p in rb_pairs]
+        return cls(list(heldout), encoded, rb_pairs, rb_encoded,
+                   {"heldout": dict(stats), "rewardbench": dict(rb_stats)})
+
+
+def _encode(tok, pair, cfg, stats) -> EncodedPair | None:
+    policy = "skip" if cfg.truncation == "error" else cfg.truncation  # an eval pair never stops a run
+    got = encode_pair(tok, pair, cfg.max_length, policy, stats)
+    return None if got is None else EncodedPair(tuple(got[0]), tuple(got[1]))
+
+
+@torch.no_grad()
+def pair_rewards(run, encoded: Sequence[EncodedPair | None]) -> list[tuple[float, float]]:
+    """(chosen, rejected) reward per pair, NaN for a skipped one, gathered from all processes."""
+    from accelerate.utils import gather_object
+
+    from rmkit.train.trainer import collate_for
+
+    acc, bs = run.acc, run.cfg.eval_batch_size
+    real = [i for i, e in enumerate(encoded) if e is not None]
+    per = math.ceil(len(real) / acc.num_processes) if real else 0
+    mine = real[acc.process_index * per:(acc.process_index + 1) * per]
+    mine_padded = mine + real[:1] * (per - len(mine))  # equal batch counts on every process
+    got: list[tuple[int, float, float]] = []
+    for b in range(0, len(mine_padded), bs):
+        idx = mine_padded[b:b + bs]
+        r = run.fwd(run.model, collate_for(run, [encoded[i] for i in idx])).float().cpu().tolist()
+        got.extend((i, c, j) for i, c, j in zip(idx, r[0::2], r[1::2]))
+    got = got[:len(mine)]
+    out = [(math.nan, math.nan)] * len(encoded)
+    for i, c, r in gather_object(got) if acc.num_processes > 1 else got:
+        out[i] = (c, r)
+    return out
+
+
+def summarize_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, float]],
+                    n_boot: int = 1000, seed: int = 0) -> dict:
+    """Accuracy (tie / NaN wrong) with a 95% bootstrap interval, overall and per source; mean margin."""
+    from rmkit.evaluate.metrics import bootstrap_ci, pairwise_correct
+
+    correct = pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])
+    out = _acc_block(correct, n_boot, seed, bootstrap_ci)
+    margins = [c - r for c, r in rewards if not (math.isnan(c) or math.isnan(r))]
+    out["mean_margin"] = sum(margins) / len(margins) if margins else math.nan
+    out["skipped"] = len(rewards) - len(margins)
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for p, ok in zip(pairs, correct):
+        by_source[p.source].append(ok)
+    if len(by_source) > 1:
+        out["by_source"] = {s: _acc_block(v, n_boot, seed, bootstrap_ci) for s, v in sorted(by_source.items())}
+    return out
+
+
+def _acc_block(correct: Sequence[int], n_boot: int, seed: int, ci) -> dict:
+    if not correct:
+        return {"accuracy": math.nan, "ci95": [math.nan, math.nan], "n": 0}
+    return {"accuracy": sum(correct) / len(correct), "ci95": list(ci(correct, n_boot, seed)), "n": len(correct)}
+
+
+def run_eval(run, final: bool) -> dict:
+    """Held-out (and RewardBench subsample) results for the model as it is now."""
+    from rmkit.evaluate.rewardbench import score_results
+
+    run.model.eval()
+    es, out = run.evalset, {}
+    if es.pairs:
+        out["heldout"] = summarize_pairs(es.pairs, pair_rewards(run, es.encoded), run.cfg.n_boot, run.cfg.seed)
+    if es.rb_pairs:
+        res = score_results(es.rb_pairs, pair_rewards(run, es.rb_encoded), n_boot=run.cfg.n_boot,
+                            seed=run.cfg.seed)
+        res.pop("items")
+        out["rewardbench"] = res
+    return out

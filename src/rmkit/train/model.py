@@ -1,0 +1,163 @@
+"""The model side of training: a base LM as AutoModelForSequenceClassification(num_labels=1), LoRA,
+rewards pooled at each sequence's last real token, and the export to a standard checkpoint.
+
+    model, tok = load_for_training(cfg)          # + LoRA when cfg.lora_r > 0
+    fwd = RewardForward(model)                   # fwd(model_or_wrapper, batch) -> fp32 rewards
+    export(model, tok, "out/", card="...")       # merged safetensors + tokenizer + README.md
+
+Rewards come from the model's own forward (so DDP / FSDP / DeepSpeed wrappers and peft see a normal
+call): a hook on the `score` head keeps its per-token output, and we read it at the positions the
+batch names, the last real token of each sequence, as rmkit's scorer does.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from rmkit.models.load import check_config, choose_attention, load_tokenizer, resolve_name
+
+log = logging.getLogger("rmkit")
+FLASH = "flash_attention_2"
+
+
+def load_for_training(cfg, device: str = "cpu"):
+    """(model in train mode, tokenizer). A causal LM checkpoint gets a fresh one-logit score head."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_name(cfg.model)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    if getattr(config, "num_labels", 1) != 1 and getattr(config, "architectures", None) and \
+            any("SequenceClassification" in a for a in config.architectures):
+        check_config(config, cfg.model)  # an existing classifier with a wrong head: refuse
+    attn = choose_attention(getattr(config, "model_type", ""), cfg.attn_implementation, device)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=getattr(torch, cfg.dtype), attn_implementation=attn,
+        use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
+    tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if cfg.head_init_std is not None:
+        init_head(model, cfg.head_init_std, cfg.seed)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora_r > 0:
+        model = add_lora(model, cfg)
+    return model.train(), tok
+
+
+def init_head(model, std: float, seed: int) -> None:
+    head = model.score
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * std)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
+def add_lora(model, cfg):
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_target_modules
+    lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                      lora_dropout=cfg.lora_dropout, target_modules=targets,
+                      modules_to_save=["score"])
+    model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def score_module(model) -> torch.nn.Module | None:
+    """The reward head (`score`, or peft's wrapper around it): the shortest module path ending in it."""
+    found = [(name, m) for name, m in model.named_modules() if name.split(".")[-1] == "score"]
+    return min(found, key=lambda x: len(x[0]))[1] if found else None
+
+
+def attention_of(model) -> str | None:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "_attn_implementation", None)
+
+
+class RewardForward:
+    """Per-sequence fp32 rewards of a collated batch (padded or packed) from the model's forward."""
+
+    def __init__(self, model):
+        self.head = score_module(model)
+        self.out: torch.Tensor | None = None
+        if self.head is not None:
+            self.head.register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output):
+        self.out = output
+
+    def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = next(model.parameters()).device
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")
+                  if k in batch}
+        self.out = None
+        result = model(**inputs, use_cache=False)
+        if self.out is None:  # no separate per-token head (an encoder): its own pooled logits
+            if "attention_mask" not in batch:
+                raise ValueError("this model has no `score` head; train it with packing=off")
+            return result.logits[:, 0].float()
+        rows, cols = batch["rows"].to(device), batch["cols"].to(device)
+        rewards = self.out[rows, cols, 0].float()
+        self.out = None
+        return rewards
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def merged_copy(model):
+    """The model to save: LoRA merged into the weights (the peft wrapper is gone)."""
+    if not is_peft(model):
+        return model
+    return model.merge_and_unload()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary folder next to `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export(model, tokenizer, out_dir: str | os.PathLike, card: str, extra_files: dict | None = None) -> Path:
+    """Write safetensors weights (LoRA merged; the adapter alone under adapter/), the tokenizer with
+    its chat template, config and README.md, atomically."""
+    with atomic_dir(out_dir) as tmp:
+        if is_peft(model):
+            model.save_pretrained(tmp / "adapter", safe_serialization=True)
+            tokenizer.save_pretrained(tmp / "adapter")
+        merged = merged_copy(model)
+        if hasattr(merged.config, "rmkit_untrained_head"):
+            merged.config.rmkit_untrained_head = False
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        for name, src in (extra_files or {}).items():
+            if Path(src).exists():
+                shutil.copy(src, tmp / name)
+    return Path(out_dir)

@@ -1,0 +1,30 @@
+"""TrainConfig checks and the YAML + key=value loader."""
+import pytest
+
+from rmkit.train.config import TrainConfig, load_config, parse_overrides
+
+
+def test_overrides_parse_as_yaml():
+    assert parse_overrides(["learning_rate=1e-4", "data=[a.jsonl, b.jsonl]", "lora_r=8", "max_steps="]) == \
+        {"learning_rate": "1e-4", "data": ["a.jsonl", "b.jsonl"], "lora_r": 8, "max_steps": None}
+
+
+def test_load_yaml_with_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: m\nlearning_rate: 1e-5\ndata: x.jsonl\n")
+    cfg = load_config(f, ["learning_rate=2e-4", "batch_size=2"])
+    assert cfg.learning_rate == pytest.approx(2e-4) and cfg.batch_size == 2 and cfg.data == ["x.jsonl"]
+
+
+@pytest.mark.parametrize("bad", [{"truncation": "cut"}, {"batch_size": 0}, {"lr_scheduler": "step"},
+                                 {"mixed_precision": "fp8"}, {"warmup_ratio": 1.5}, {"max_steps": 0}])
+def test_post_init_rejects(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_unknown_key_names_known(tmp_path):
+    with pytest.raises(ValueError, match="unknown config keys \\['lr'\\]"):
+        load_config(None, ["lr=1"])
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_overrides(["oops"])
