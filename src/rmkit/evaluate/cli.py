@@ -1,7 +1,12 @@
-"""`rmkit eval <benchmark>`: adapt CLI arguments to each benchmark's entry function.
+"""`rmkit eval <benchmark>` and `rmkit compare`: adapt CLI arguments to each benchmark's entry function.
 
-    rmkit eval rewardbench --scorer length --output results.json
+    rmkit eval rewardbench --scorer length --output results.json --report report/
     rmkit eval rewardbench --model smollm2-135m --subsample 300 --dtype bfloat16 --output rb.json
+    rmkit eval rewardbench2 --model M --output rb2.json          # hub allenai/reward-bench-2 (or --data)
+    rmkit eval rmbench --model M --data total_dataset.json --output rmb.json
+    rmkit eval judgebench --model M --output jb.json             # hub ScalerLab/JudgeBench split gpt
+    rmkit eval pairwise --scorer length --data ../shared/data/llmbar --output llmbar.json --report out/
+    rmkit compare a.json b.json --output cmp.json
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ MaxLenOpt = typer.Option(None, "--max-length", help="longest sequence in tokens"
 TruncOpt = typer.Option("error", "--truncation", help="over-long input: error | skip | truncate")
 SeedOpt = typer.Option(0, "--seed")
 DeviceOpt = typer.Option("auto", "--device")
+ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + HTML report")
+NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
+AttnOpt = typer.Option(None, "--attn-implementation")
 
 
 def scorer_from_cli(model, baseline, *, seed, dtype, batch_tokens, max_length, truncation, device,
@@ -45,15 +53,34 @@ def print_row(row: dict[str, str], title: str) -> None:
     Console().print(table)
 
 
+def finish(results: dict, output: Path, report: Optional[Path], title: str) -> None:
+    """Write results.json (strict JSON), print the headline table, write the report if asked."""
+    from rmkit.evaluate.common import json_safe
+
+    results = json_safe(results)
+    write_json_atomic(output, results)
+    row = {"Model": str(results.get("model", "?")), "Score": f"{100 * results['score']:.1f}"}
+    row.update({s: f"{100 * v:.1f}" for s, v in results["sections"].items()})
+    print_row(row, title)
+    lo, hi = results["intervals"]["score"]
+    console.print(f"score {100 * results['score']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}); wrote {output}")
+    if report is not None:
+        from rmkit.evaluate.report import write_report
+
+        paths = write_report(results, report)
+        console.print(f"report: {paths['html']} and {paths['summary']}")
+
+
 def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
                     data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                         None, help="stratified by subset, seeded"),
-                    output: Path = OutputOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
-                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
-                    truncation: str = TruncOpt, device: str = DeviceOpt,
-                    attn_implementation: Optional[str] = typer.Option(None, "--attn-implementation"),
-                    n_boot: int = typer.Option(1000, "--n-boot")):
+                    output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
+                    dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
+                    max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
+                    device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                    n_boot: int = NBootOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
+    from rmkit.evaluate.common import attach_pair_diagnostics
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, leaderboard_row, load_rewardbench
 
     sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
@@ -63,12 +90,137 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed)
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
-    write_json_atomic(output, results)
-    print_row(leaderboard_row(results, model or scorer), "RewardBench v1")
-    lo, hi = results["intervals"]["score"]
-    console.print(f"score {100 * results['score']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}); "
-                  f"wrote {output}")
+    attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
+    finish(results, output, report, "RewardBench v1")
+    print_row(leaderboard_row(results, model or scorer), "RewardBench v1 (leaderboard columns)")
+
+
+def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn):
+    return scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
+                           max_length=max_length, truncation=truncation, device=device,
+                           attn_implementation=attn)
+
+
+def _with_stats(results: dict, sc) -> dict:
+    results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
+    return results
+
+
+def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
+                     data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
+                         None, help="n items per subset (Ties: n prompts), seeded"),
+                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
+                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
+                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
+                     device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                     n_boot: int = NBootOpt):
+    """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
+    from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
+
+    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                 attn_implementation)
+    items = load_rewardbench2(data, subsample=subsample, seed=seed)
+    n = sum(len(it.completions) for it in items)
+    console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
+    results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=seed)
+    finish(_with_stats(results, sc), output, report, "RewardBench 2")
+
+
+def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
+                data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
+                    None, help="n items per domain, seeded"),
+                output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
+                dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
+                max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
+                device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                n_boot: int = NBootOpt):
+    """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
+    from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
+
+    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                 attn_implementation)
+    items = load_rmbench(data, subsample=subsample, seed=seed)
+    console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
+    results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=seed)
+    finish(_with_stats(results, sc), output, report, "RM-Bench")
+    lv = results["levels"]["overall"]
+    console.print("Easy {easy:.1%}  Normal {normal:.1%}  Hard {hard:.1%}".format(**lv))
+
+
+def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
+                   data: Optional[str] = DataOpt, output: Path = OutputOpt,
+                   report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
+                   batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
+                   truncation: str = TruncOpt, device: str = DeviceOpt,
+                   attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt):
+    """JudgeBench (both answer orders; micro accuracy per category and source)."""
+    from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
+
+    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                 attn_implementation)
+    pairs = load_judgebench(data)
+    console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
+    results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=seed)
+    finish(_with_stats(results, sc), output, report, "JudgeBench")
+
+
+def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder of files, or a hub id"),
+                 model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
+                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
+                 shuffle: Optional[bool] = typer.Option(
+                     None, "--shuffle/--no-shuffle", help="shuffle answer order (default: only "
+                     "where the label is constant, e.g. EvalBiasBench)"),
+                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
+                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
+                 device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                 n_boot: int = NBootOpt):
+    """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
+    from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
+
+    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                 attn_implementation)
+    pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle)
+    ties = sum(p.meta["tie"] for p in pairs)
+    console.print(f"pairwise: {len(pairs)} pairs ({ties} tie-labelled), scorer {sc.name}")
+    results = evaluate_pairwise(sc, pairs, n_boot=n_boot, seed=seed)
+    results["data"] = str(data)
+    finish(_with_stats(results, sc), output, report, f"pairwise: {Path(str(data)).name}")
+
+
+def compare_cmd(results_a: Path = typer.Argument(..., help="results.json of model A"),
+                results_b: Path = typer.Argument(..., help="results.json of model B"),
+                output: Optional[Path] = typer.Option(None, "--output", "-o", help="comparison JSON"),
+                n_boot: int = typer.Option(2000, "--n-boot"), seed: int = SeedOpt):
+    """Paired bootstrap and sign test of A − B per section on the same items."""
+    import json
+
+    from rmkit.evaluate.common import json_safe
+    from rmkit.evaluate.compare import compare_results
+
+    loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in (results_a, results_b)]
+    cmp = compare_results(*loaded, n_boot=n_boot, seed=seed)
+    print_comparison(cmp)
+    if output is not None:
+        write_json_atomic(output, json_safe(cmp))
+        console.print(f"wrote {output}")
+
+
+def print_comparison(cmp: dict) -> None:
+    table = Table(title=f"{cmp['benchmark']}: A = {cmp['model_a']}  vs  B = {cmp['model_b']} "
+                        f"({cmp['n_common_items']} common items)")
+    for col in ("", "A", "B", "A − B", "95% CI", "p (boot)", "p (sign)", "verdict"):
+        table.add_column(col, justify="left" if col in ("", "verdict") else "right")
+    for r in [*cmp["rows"], *cmp["groups"]]:
+        table.add_row(r["name"], f"{100 * r['a']:.1f}", f"{100 * r['b']:.1f}", f"{100 * r['diff']:+.1f}",
+                      f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]", f"{r['p_bootstrap']:.3f}",
+                      f"{r['sign_test']['p_value']:.3f}", r["verdict"])
+    Console().print(table)
 
 
 def register(app, eval_app) -> None:
     eval_app.command("rewardbench")(rewardbench_cmd)
+    eval_app.command("rewardbench2")(rewardbench2_cmd)
+    eval_app.command("rmbench")(rmbench_cmd)
+    eval_app.command("judgebench")(judgebench_cmd)
+    eval_app.command("pairwise")(pairwise_cmd)
+    app.command("compare")(compare_cmd)

@@ -1,0 +1,132 @@
+"""JudgeBench with its official two-order scoring: `rmkit eval judgebench --model M --output results.json`.
+
+    from rmkit.evaluate.judgebench import load_judgebench, evaluate_judgebench
+    pairs = load_judgebench()                     # hub `ScalerLab/JudgeBench` split gpt, or --data FILE
+    results = evaluate_judgebench(scorer, pairs)
+
+Rows: `{pair_id, source, question, response_A, response_B, label "A>B" | "B>A"}`. As in
+ScalerLab/JudgeBench (`run_judge.py`, `utils/metrics.py`, the reward-model judges in `utils/judges.py`),
+each pair is judged in both orders: (A, B) gives "A>B" if r_A > r_B else "B>A"; (B, A) gives
+"A>B" if r_B > r_A else "B>A", which is then flipped back. Each decision that matches the label
+counts +1, the opposite label −1; the pair is right if the sum is > 0. A reward model scores each
+response on its own, so one scoring pass serves both orders; the rule makes a reward tie count as
+wrong (the two orders disagree). Accuracy is micro-averaged over pairs (the official number), and
+reported per category (Knowledge = mmlu-pro-*, Reasoning = livebench-reasoning, Math =
+livebench-math, Coding = livecodebench) and per source.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from typing import Any, Sequence
+
+from rmkit.data.io import is_local, read_rows
+from rmkit.data.schema import DataError, Message, PreferencePair
+from rmkit.data.sources.common import get_field
+from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
+                                   reply_length, scorer_name)
+
+HUB_ID = "ScalerLab/JudgeBench"
+SPLIT = "gpt"
+LOCAL_FILES = ("judgebench/judgebench_gpt.jsonl", "judgebench/dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl")
+LABELS = ("A>B", "B>A")
+CATEGORIES = ("Knowledge", "Reasoning", "Math", "Coding")
+
+
+# ---- pure scoring ----
+
+def flip(decision: str | None) -> str | None:
+    return {"A>B": "B>A", "B>A": "A>B"}.get(decision, decision)
+
+
+def decide(first: float, second: float) -> str:
+    """A reward-model judge's verdict on (first, second): "A>B" only on a strictly higher reward."""
+    return "A>B" if first > second else "B>A"
+
+
+def two_order_credit(label: str, reward_a: float, reward_b: float) -> tuple[int, str, str]:
+    """(1 if right else 0, decision in order AB, decision in order BA mapped back to A/B)."""
+    d1, d2 = decide(reward_a, reward_b), flip(decide(reward_b, reward_a))
+    counter = sum(1 if d == label else -1 if d == flip(label) else 0 for d in (d1, d2))
+    return int(counter > 0), d1, d2
+
+
+def category_of(source: str) -> str:
+    s = source.lower()
+    if s.startswith("mmlu-pro"):
+        return "Knowledge"
+    if "livebench-reasoning" in s:
+        return "Reasoning"
+    if "livebench-math" in s:
+        return "Math"
+    if "livecodebench" in s:
+        return "Coding"
+    return "Other"
+
+
+# ---- loading ----
+
+def parse_row(row: dict, *, file: str, index: int) -> PreferencePair:
+    """A JudgeBench row → PreferencePair with chosen = the label's winner (A/B kept in meta)."""
+    where = {"file": file, "row": index}
+    label = get_field(row, "label", where)
+    if label not in LABELS:
+        raise DataError(f"label must be one of {LABELS}, got {label!r}", **where, field="label")
+    a, b = (get_field(row, k, where) for k in ("response_A", "response_B"))
+    source = str(row.get("source") or "unknown")
+    good, bad = (a, b) if label == "A>B" else (b, a)
+    return PreferencePair(
+        id=str(row.get("pair_id", index)), source="judgebench", category=category_of(source),
+        prompt=[Message("user", get_field(row, "question", where))],
+        chosen=[Message("assistant", good)], rejected=[Message("assistant", bad)],
+        meta={"label": label, "source": source}).validate(file=file, row=index)
+
+
+def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePair]:
+    source = str(data or local_or_hub(LOCAL_FILES, HUB_ID))
+    file = source if is_local(source) else f"hub:{source}"
+    split = None if is_local(source) or ":" in source else SPLIT
+    pairs = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
+    if not pairs:
+        raise DataError("no rows", file=file)
+    return pairs
+
+
+# ---- evaluation ----
+
+def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, float]], *,
+                n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Official two-order accuracy, micro overall, per category and per source, with intervals."""
+    units: dict[str, dict[str, float]] = defaultdict(dict)
+    records, view = [], new_view()
+    for k, (p, (rc, rr)) in enumerate(zip(pairs, rewards)):
+        label = p.meta["label"]
+        ra, rb = (rc, rr) if label == "A>B" else (rr, rc)
+        ok, d1, d2 = two_order_credit(label, ra, rb)
+        src = p.meta["source"]
+        units[src][f"{p.id}#{k}"] = float(ok)
+        cl, rl = reply_length(p.chosen), reply_length(p.rejected)
+        records.append({"id": p.id, "source": src, "category": p.category, "label": label,
+                        "reward_A": finite(ra), "reward_B": finite(rb), "decision_AB": d1,
+                        "decision_BA": d2, "correct": ok, "chosen_reward": finite(rc),
+                        "rejected_reward": finite(rr), "chosen_len": cl, "rejected_len": rl})
+        add_to_view(view, rc, rr, cl, rl)
+    sections: dict[str, dict[str, float]] = defaultdict(dict)
+    for src, u in sorted(units.items()):
+        sections[category_of(src)][src] = float(len(u))  # micro within a category
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    sections = {c: sections[c] for c in sorted(sections, key=lambda c: (order.get(c, 99), c))}
+    results = build_results("judgebench", units, sections, "micro", records, view,
+                            n_boot=n_boot, seed=seed)
+    results["n_ties"] = sum(1 for r in records if r["decision_AB"] != r["decision_BA"])
+    return results
+
+
+def evaluate_judgebench(scorer, pairs: Sequence[PreferencePair], *, n_boot: int = 1000,
+                        seed: int = 0) -> dict[str, Any]:
+    rewards = [(float(c) if c is not None else math.nan, float(r) if r is not None else math.nan)
+               for c, r in scorer.score_pairs(pairs)]
+    results = score_pairs(pairs, rewards, n_boot=n_boot, seed=seed)
+    results["model"] = scorer_name(scorer)
+    return results

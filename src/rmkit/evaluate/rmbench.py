@@ -1,0 +1,155 @@
+"""RM-Bench with its official 3×3 scoring: `rmkit eval rmbench --model M --output results.json`.
+
+    from rmkit.evaluate.rmbench import load_rmbench, evaluate_rmbench
+    items = load_rmbench()                        # hub `THU-KEG/RM-Bench`, or --data total_dataset.json
+    results = evaluate_rmbench(scorer, items)
+
+Rows: `{id, prompt, chosen: [3], rejected: [3], domain}`, styles in the order concise, detailed
+plain, detailed markdown. As in THU-KEG/RM-Bench `compute_accuracy`: M[i][j] = share of items where
+chosen style i scores strictly above rejected style j; Hard = mean of the upper-right triangle
+(chosen plainer than rejected), Normal = the diagonal, Easy = the lower-left triangle. Per domain
+(chat, math, code, safety; safety-refuse and safety-response are pooled into safety, as in the
+paper); domain score = mean of its 9 cells = mean(Hard, Normal, Easy); overall and the overall
+Easy / Normal / Hard = plain means over domains. Each item's 3×3 indicator matrix is stored, and
+because every number is a mean over items, intervals resample items within each domain.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+
+from rmkit.data.io import is_local, read_rows
+from rmkit.data.schema import DataError, Message, PreferencePair
+from rmkit.data.sources.common import get_field
+from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
+                                   reply_length, scorer_name)
+from rmkit.evaluate.metrics import grouped_scores
+
+HUB_ID = "THU-KEG/RM-Bench"
+SPLIT = "train"
+LOCAL_FILES = ("rm-bench/total_dataset.json", "RM-Bench/total_dataset.json")
+STYLES = ("concise", "detailed", "detailed_markdown")
+DOMAINS = ("chat", "math", "code", "safety")
+LEVELS = ("hard", "normal", "easy")
+
+
+# ---- pure scoring ----
+
+def item_matrix(chosen: Sequence[float], rejected: Sequence[float]) -> np.ndarray:
+    """3×3 indicator: [i][j] = 1 if chosen style i scores strictly above rejected style j."""
+    c, r = np.asarray(chosen, float), np.asarray(rejected, float)
+    return (c[:, None] > r[None, :]).astype(float)
+
+
+def levels(matrix: np.ndarray) -> dict[str, float]:
+    """Hard (upper-right), Normal (diagonal), Easy (lower-left) accuracy of a 3×3 matrix."""
+    m = np.asarray(matrix, float)
+    n = m.shape[0]
+    off = n * (n - 1) / 2
+    return {"hard": float(np.triu(m, 1).sum() / off), "normal": float(np.diag(m).mean()),
+            "easy": float(np.tril(m, -1).sum() / off)}
+
+
+def domain_of(raw: str) -> str:
+    return "safety" if raw.startswith("safety") else raw
+
+
+# ---- loading ----
+
+def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
+    """One RM-Bench row → 3 PreferencePairs (one per style; chosen[i] vs rejected[i])."""
+    where = {"file": file, "row": index}
+    chosen, rejected = (get_field(row, k, where, kind=list) for k in ("chosen", "rejected"))
+    for name, v in (("chosen", chosen), ("rejected", rejected)):
+        if len(v) != 3 or not all(isinstance(t, str) and t.strip() for t in v):
+            raise DataError(f"must be a list of 3 non-empty strings (concise, detailed, markdown), "
+                            f"got {len(v)} entries", **where, field=name)
+    prompt = [Message("user", get_field(row, "prompt", where))]
+    raw_domain = get_field(row, "domain", where)
+    meta = {"domain": domain_of(raw_domain), "raw_domain": raw_domain}
+    return [PreferencePair(id=f"{row.get('id', index)}", source="rmbench", prompt=prompt,
+                           chosen=[Message("assistant", c)], rejected=[Message("assistant", r)],
+                           category=domain_of(raw_domain), meta={**meta, "style": s})
+            for c, r, s in zip(chosen, rejected, STYLES)]
+
+
+def load_rmbench(data: str | os.PathLike | None = None, subsample: int | None = None,
+                 seed: int = 0) -> list[list[PreferencePair]]:
+    """Items (each a list of 3 style pairs) from a local file or the hub; `subsample` n per domain."""
+    source = str(data or local_or_hub(LOCAL_FILES, HUB_ID))
+    file = source if is_local(source) else f"hub:{source}"
+    split = None if is_local(source) or ":" in source else SPLIT
+    items = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
+    if not items:
+        raise DataError("no rows", file=file)
+    if subsample:
+        rng = np.random.default_rng(seed)
+        keep = set()
+        for d in sorted({it[0].category for it in items}):
+            idx = [k for k, it in enumerate(items) if it[0].category == d]
+            keep.update(rng.choice(idx, size=min(subsample, len(idx)), replace=False).tolist())
+        items = [it for k, it in enumerate(items) if k in keep]
+    return items
+
+
+# ---- evaluation ----
+
+def score_items(items: Sequence[Sequence[PreferencePair]], chosen_rewards: Sequence[Sequence[float]],
+                rejected_rewards: Sequence[Sequence[float]], *, n_boot: int = 1000,
+                seed: int = 0) -> dict[str, Any]:
+    """Matrices, levels and domain scores from each item's 3 chosen and 3 rejected rewards."""
+    per_level: dict[str, dict[str, list[float]]] = {lv: defaultdict(list) for lv in LEVELS}
+    units: dict[str, dict[str, float]] = defaultdict(dict)
+    matrices: dict[str, list[np.ndarray]] = defaultdict(list)
+    records, view = [], new_view()
+    for k, (it, cr, rr) in enumerate(zip(items, chosen_rewards, rejected_rewards)):
+        dom, m = it[0].category, item_matrix(cr, rr)
+        matrices[dom].append(m)
+        for lv, v in levels(m).items():
+            per_level[lv][dom].append(v)
+        units[dom][f"{it[0].id}#{k}"] = float(m.mean())
+        cl = [reply_length(p.chosen) for p in it]
+        rl = [reply_length(p.rejected) for p in it]
+        records.append({"id": it[0].id, "domain": dom, "raw_domain": it[0].meta["raw_domain"],
+                        "chosen_rewards": [finite(x) for x in cr],
+                        "rejected_rewards": [finite(x) for x in rr], "chosen_lens": cl,
+                        "rejected_lens": rl, "matrix": m.astype(int).tolist()})
+        for i in range(3):
+            for j in range(3):
+                add_to_view(view, cr[i], rr[j], cl[i], rl[j])
+    order = sorted(units, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else 99, d))
+    sections = {d: {d: 1.0} for d in order}
+    results = build_results("rmbench", units, sections, "sections", records, view,
+                            n_boot=n_boot, seed=seed)
+    results["levels"], results["matrices"] = _levels_block(per_level, sections, matrices, n_boot, seed)
+    return results
+
+
+def _levels_block(per_level, sections, matrices, n_boot, seed):
+    """Overall and per-domain Hard / Normal / Easy with intervals, and each domain's mean matrix."""
+    out: dict[str, Any] = {"overall": {}, "domains": defaultdict(dict), "intervals": {}}
+    for lv in LEVELS:
+        s = grouped_scores(per_level[lv], sections, "sections", n_boot=n_boot, seed=seed)
+        out["overall"][lv] = s["score"]
+        out["intervals"][lv] = {"overall": s["intervals"]["score"], **s["intervals"]["sections"]}
+        for d, v in s["sections"].items():
+            out["domains"][d][lv] = v
+    out["domains"] = dict(out["domains"])
+    mats = {d: np.mean(ms, axis=0).tolist() for d, ms in matrices.items()}
+    return out, mats
+
+
+def evaluate_rmbench(scorer, items: Sequence[Sequence[PreferencePair]], *, n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Score the 6 responses of every item in one call, then compute the official numbers."""
+    convs = [c for it in items for p in it for c in (p.chosen_conversation, p.rejected_conversation)]
+    flat = [float(x) if x is not None else math.nan for x in scorer.score(convs)]
+    chosen = [flat[6 * k:6 * k + 6:2] for k in range(len(items))]
+    rejected = [flat[6 * k + 1:6 * k + 6:2] for k in range(len(items))]
+    results = score_items(items, chosen, rejected, n_boot=n_boot, seed=seed)
+    results["model"] = scorer_name(scorer)
+    return results
