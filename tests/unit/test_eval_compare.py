@@ -1,0 +1,54 @@
+"""`compare`: a planted difference is found, a null one is (almost always) within noise."""
+import numpy as np
+import pytest
+
+from rmkit.evaluate.compare import compare_results, units_of
+
+
+def _results(values_by_group, model):
+    units = {g: {f"i{k}": float(v) for k, v in enumerate(vals)} for g, vals in values_by_group.items()}
+    return {"benchmark": "pairwise", "model": model, "units": units,
+            "aggregation": {"sections": {g: {g: float(len(v))} for g, v in units.items()},
+                            "overall": "micro"}}
+
+
+def _draw(rng, p, n=300):
+    return {"g1": rng.random(n) < p, "g2": rng.random(n) < p}
+
+
+def test_planted_difference_is_found():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        out = compare_results(_results(_draw(rng, 0.80), "A"), _results(_draw(rng, 0.65), "B"),
+                              n_boot=500, seed=seed)
+        overall = out["rows"][0]
+        assert overall["name"] == "Overall" and overall["verdict"] == "A better"
+        assert overall["low"] > 0 and overall["sign_test"]["p_value"] < 0.05
+
+
+def test_null_difference_is_within_noise():
+    flagged = 0
+    for seed in range(40):
+        rng = np.random.default_rng(100 + seed)
+        out = compare_results(_results(_draw(rng, 0.7), "A"), _results(_draw(rng, 0.7), "B"),
+                              n_boot=400, seed=seed)
+        flagged += not out["rows"][0]["within_noise"]
+    assert flagged <= 6   # expected about 2 of 40 at the 95% level
+
+
+def test_only_common_items_are_paired_and_benchmarks_must_match():
+    a = _results({"g1": [1, 1, 0, 1]}, "A")
+    b = _results({"g1": [1, 0, 0]}, "B")
+    out = compare_results(a, b, n_boot=100)
+    assert out["n_common_items"] == 3 and out["n_items_a"] == 4
+    assert out["rows"][0]["diff"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="different benchmarks"):
+        compare_results(a, {**b, "benchmark": "judgebench"})
+
+
+def test_rewardbench_v1_units_from_items():
+    items = [{"id": "1", "subset": "alpacaeval-easy", "correct": 1},
+             {"id": "2", "subset": "math-prm", "correct": 0}]
+    units, agg = units_of({"benchmark": "rewardbench", "items": items})
+    assert units == {"alpacaeval-easy": {"1": 1.0}, "math-prm": {"2": 0.0}}
+    assert agg["sections"]["Reasoning"]["math-prm"] == 984

@@ -1,0 +1,75 @@
+"""Labelled pairwise sets: LLMBar, Auto-J (ties apart), EvalBiasBench (seeded shuffle), generic labels."""
+from pathlib import Path
+
+import pytest
+
+from rmkit.data.schema import DataError
+from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs, parse_label
+from rmkit.score.baselines import LengthScorer
+
+FIX = Path(__file__).parents[1] / "fixtures" / "eval" / "pairwise"
+
+
+@pytest.mark.parametrize("value,expected", [(1, "A"), (2, "B"), ("1", "A"), ("A", "A"), ("b", "B"),
+                                            ("A>B", "A"), ("B>A", "B"), ("A = B", "tie"), (2.0, "B")])
+def test_parse_label(value, expected):
+    assert parse_label(value) == expected
+
+
+def test_parse_label_autoj_is_zero_based():
+    assert [parse_label(v, autoj=True) for v in (0, 1, 2)] == ["A", "B", "tie"]
+    with pytest.raises(DataError):
+        parse_label(0)
+    with pytest.raises(DataError):
+        parse_label(True)
+
+
+def _score(name, **kw):
+    return evaluate_pairwise(LengthScorer(), load_labelled_pairs(FIX / name, **kw), n_boot=200)
+
+
+def test_llmbar_layout():
+    res = _score("llmbar_style.json")
+    assert res["score"] == pytest.approx(2 / 3)
+    assert [it["correct"] for it in res["items"]] == [1, 0, 1]
+
+
+def test_autoj_ties_reported_apart():
+    res = _score("autoj_style.jsonl")
+    assert res["score"] == 0.5
+    assert res["sections"] == {"Summarization": 1.0, "Code": 0.0}
+    assert res["ties"]["n"] == 2
+    assert res["ties"]["agreement_all_pairs"] == 0.5   # right, wrong, tie missed, tie matched
+
+
+def test_generic_csv_with_mixed_labels():
+    assert _score("generic.csv")["score"] == pytest.approx(4 / 5)
+
+
+def test_evalbiasbench_order_is_shuffled_with_a_seed():
+    a = load_labelled_pairs(FIX / "evalbiasbench_style.json", seed=0)
+    b = load_labelled_pairs(FIX / "evalbiasbench_style.json", seed=0)
+    c = load_labelled_pairs(FIX / "evalbiasbench_style.json", seed=1)
+    swaps = [p.meta["swapped"] for p in a]
+    assert swaps == [p.meta["swapped"] for p in b]
+    assert 0 < sum(swaps) < len(swaps) and swaps != [p.meta["swapped"] for p in c]
+    assert {p.meta["label"] for p in a if p.meta["swapped"]} == {"B"}
+    # the better answer stays the better answer whatever the order
+    res = evaluate_pairwise(LengthScorer(), a, n_boot=200)
+    assert res["score"] == pytest.approx(0.4)
+    assert res["sections"] == {"concreteness": 1.0, "length bias": 0.0}
+    assert not any(p.meta["swapped"] for p in load_labelled_pairs(FIX / "evalbiasbench_style.json",
+                                                                   shuffle=False))
+
+
+def test_bad_label_names_row_and_field():
+    with pytest.raises(DataError) as e:
+        load_labelled_pairs(FIX / "bad_label.jsonl")
+    assert e.value.row == 1 and e.value.field == "label" and "bad_label.jsonl" in str(e.value)
+
+
+def test_missing_columns_are_named(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"prompt": "p", "answer": "a", "label": 1}\n')
+    with pytest.raises(DataError, match="two responses"):
+        load_labelled_pairs(p)
