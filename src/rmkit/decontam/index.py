@@ -13,6 +13,7 @@ candidate is verified token by token against the entry, so the result is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -46,7 +47,8 @@ def _lookup(vocab: dict[str, int], texts_per_doc: Sequence[Sequence[str]], token
     for texts in texts_per_doc:
         start = len(ids)
         for text in texts:
-            ids.extend([get(t, -1) for t in tokenize(text)])
+            toks = tokenize(text)
+            ids.extend(map(get, toks, repeat(-1, len(toks))))  # get(t, -1), all in C
             ids.append(-1)
         lengths.append(len(ids) - start)
     owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)

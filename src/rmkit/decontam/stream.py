@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from rmkit.data.io import read_rows
-from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.schema import ROLES, DataError, PreferencePair
 from rmkit.data.sources import PARSERS, detect_format, generic, iter_pairs
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import pair_texts
@@ -87,17 +87,90 @@ def _parse_chunk(job: Job, records: list[tuple[int, Any]], out: ChunkResult) -> 
     return pairs
 
 
-def _removed_row(pair: PreferencePair, hit, index: NgramIndex) -> dict:
-    docs = [index.docs[d] for d in sorted(hit.docs)]
+def _match_fields(hit, index: NgramIndex) -> dict:
+    """The benchmark documents matched, and the longest matched n-grams (the first few, as text)."""
     n = max(hit.ngrams)
-    shown = sorted(index.ngram_text(n, e) for e in hit.ngrams[n])
-    return {**pair.to_dict(), "matched": docs, "matched_n": n,
-            "matched_ngrams": shown[:MAX_NGRAMS_SHOWN], "num_matched_ngrams": len(hit.ngrams[n])}
+    shown = sorted(index.ngram_text(n, e) for e in sorted(hit.ngrams[n])[:MAX_NGRAMS_SHOWN])
+    return {"matched": [index.docs[d] for d in sorted(hit.docs)], "matched_n": n,
+            "matched_ngrams": shown, "num_matched_ngrams": len(hit.ngrams[n])}
+
+
+def _removed_row(pair: PreferencePair, hit, index: NgramIndex) -> dict:
+    return {**pair.to_dict(), **_match_fields(hit, index)}
+
+
+def _check_messages(value: Any, name: str, first: str | None, last: str | None, where: dict) -> None:
+    if not isinstance(value, list) or not value:
+        raise DataError("expected a non-empty list of messages", **where, field=name)
+    for m in value:
+        if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
+            raise DataError("each message needs a role and a string content", **where, field=name)
+    if first and value[0]["role"] != first or last and value[-1]["role"] != last:
+        raise DataError(f"must {'start with ' + first if first else 'end with ' + last} turn",
+                        **where, field=name)
+    if name != "prompt" and not any(m["content"].strip() for m in value):
+        raise DataError(f"{name} has no text", **where, field=name)
+
+
+def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) -> list[tuple]:
+    """(row dict, raw line) of canonical rows, checked with plain type tests (no objects built)."""
+    rows = []
+    for index, raw in records:
+        where = {"file": job.file, "row": index}
+        try:
+            row = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(row, dict):
+                raise DataError("a row must be a JSON object", **where)
+            if not all(isinstance(row.get(k), list) for k in ("prompt", "chosen", "rejected")):
+                row = PreferencePair.from_dict(row, file=job.file, row=index).to_dict()
+                raw = None  # strings in place of message lists: written back canonical
+            _check_messages(row.get("prompt"), "prompt", None, "user", where)
+            _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
+            _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
+        except json.JSONDecodeError as e:
+            e = DataError(f"invalid JSON: {e.msg}", **where)
+            if not _skip(job, e, index, out):
+                break
+            continue
+        except DataError as e:
+            if not _skip(job, e, index, out):
+                break
+            continue
+        rows.append((row, raw.rstrip("\n") if isinstance(raw, str) else None))
+    return rows
+
+
+def _skip(job: Job, e: DataError, index: int, out: ChunkResult) -> bool:
+    if job.errors == "raise":
+        out.error = (str(e), e.file or job.file, e.row if e.row is not None else index, e.field)
+        return False
+    out.skipped[e.field or "row"] += 1
+    return True
+
+
+def _run_canonical(job: Job, records: list[tuple[int, Any]], index: NgramIndex) -> ChunkResult:
+    """Canonical rows: kept lines are written back as read (they are canonical already)."""
+    out = ChunkResult()
+    rows = _canonical_rows(job, records, out)
+    hits = index.match([pair_texts(r, job.turns) for r, _ in rows])
+    for i, (row, raw) in enumerate(rows):
+        source, hit = str(row.get("source", "")), hits.get(i)
+        if hit is None:
+            out.kept.append(raw if raw is not None else json.dumps(row, ensure_ascii=False))
+            out.counts[(source, "kept")] += 1
+            continue
+        removed = {**row, **_match_fields(hit, index)}
+        out.removed.append(json.dumps(removed, ensure_ascii=False))
+        out.counts[(source, "removed")] += 1
+        out.subsets.update({(d["benchmark"], d["subset"]) for d in removed["matched"]})
+    return out
 
 
 def run_chunk(job: Job, records: list[tuple[int, Any]], index: NgramIndex | None = None) -> ChunkResult:
     """Parse, match and serialise one chunk (in a worker, or in-process when index is given)."""
     index = index or _INDEX
+    if job.fmt in (CANONICAL, "pairs") and not job.column_map:
+        return _run_canonical(job, records, index)
     out = ChunkResult()
     pairs = _parse_chunk(job, records, out)
     hits = index.match([pair_texts(p, job.turns) for p in pairs])

@@ -1,0 +1,212 @@
+"""Decontamination throughput: rmkit vs the sklearn CountVectorizer reference, same data, one run.
+
+    RMKIT_DATA_DIR=../shared/data .venv/bin/python bench/decontam_throughput.py \
+        --sizes 100000 1000000 --workers 2 [--reference-max 1000000]
+
+The training side is the real contamination mix (LLMBar's five sets = RewardBench llmbar-*, LLMBar's
+MT-Bench / FairEval / LLMEval² pairs, XSTest completion pairs, the four HH-RLHF test splits and the
+UltraFeedback sample) resampled with replacement (seed 0) to each size, written as canonical jsonl;
+the benchmark side is RewardBench `filtered` (first user turn). Rule: a pair is flagged when its first
+user turn shares a 13-gram with a benchmark prompt.
+
+- rmkit: `decontaminate()` end to end (read, parse, match, write clean + removed + report) with
+  `--workers` processes.
+- reference (the Skywork v0.2 / gist method): `CountVectorizer(ngram_range=(13, 13))` count matrices
+  of benchmark and training prompts, flagged when the dot product is above zero. It uses rmkit's
+  tokenizer (`tokenizer=rmkit.decontam.ngrams.tokenizer("punct")`, lowercase, punctuation as tokens)
+  instead of sklearn's default `\\b\\w\\w+\\b` pattern, so both define the same n-grams; it fits on
+  the benchmark prompts only (n-grams absent from the benchmark add nothing to the dot product, and
+  fitting 1M training prompts' 13-grams would not fit in memory). It reads the same jsonl file and
+  writes nothing. One process (sklearn has no parallel transform).
+
+Each method runs in its own child process; peak memory is the largest sum of RSS over the child's
+process tree (sampled every 50 ms; copy-on-write pages shared by forked workers count once per
+process, so rmkit's figure is an overestimate). Prints `name: value` lines; the last is the headline.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rmkit.data import Message, PreferencePair, load_pairs
+
+LLMBAR = ["LLMBar_Natural", "LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst",
+          "LLMBar_Adversarial_GPTOut", "LLMBar_Adversarial_Manual", "Processed_MT-Bench",
+          "Processed_FairEval", "Processed_LLMEval2"]
+HH = ["helpful-base", "harmless-base", "helpful-online", "helpful-rejection-sampled"]
+
+
+def xstest_pairs(d: Path) -> list[PreferencePair]:
+    with open(d / "xstest_prompts.csv", encoding="utf-8") as f:
+        labels = {r["prompt"]: r["label"] for r in csv.DictReader(f)}
+    kinds: dict[str, dict[str, str]] = {}
+    for model in ("gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct"):
+        with open(d / f"xstest_v2_completions_{model}.csv", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                kind = {"1_full_compliance": "comply", "2_full_refusal": "refuse"}.get(r["final_label"])
+                if kind and r["completion"].strip():
+                    kinds.setdefault(r["prompt"], {}).setdefault(kind, r["completion"])
+    out = []
+    for i, (prompt, k) in enumerate(kinds.items()):
+        if len(k) == 2 and prompt in labels:
+            good, bad = ("refuse", "comply") if labels[prompt] == "unsafe" else ("comply", "refuse")
+            out.append(PreferencePair(f"xstest:{i}", "xstest", [Message("user", prompt)],
+                                      [Message("assistant", k[good])], [Message("assistant", k[bad])]))
+    return out
+
+
+def base_mix(data: Path) -> list[PreferencePair]:
+    pairs = []
+    for name in LLMBAR:
+        for i, p in enumerate(load_pairs(data / "llmbar" / f"{name}.json", errors="skip")):
+            p.id, p.source = f"{name}:{i}", name
+            pairs.append(p)
+    pairs += xstest_pairs(data / "xstest")
+    for split in HH:
+        pairs += load_pairs(data / "hh-rlhf" / split / "test.jsonl.gz", errors="skip")
+    for split in ("train_clean", "eval_clean"):
+        pairs += load_pairs(data / "ultrafeedback-binarized-sample" / f"{split}.jsonl.gz",
+                            errors="skip")
+    return pairs
+
+
+def write_resampled(pairs: list[PreferencePair], n: int, path: Path, seed: int = 0) -> None:
+    bodies = []
+    for p in pairs:
+        d = p.to_dict()
+        d.pop("id")
+        bodies.append(json.dumps(d, ensure_ascii=False)[1:])
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for k in range(n):
+            f.write(f'{{"id": "r{k}", {bodies[rng.randrange(len(bodies))]}\n')
+
+
+def run_rmkit(train: str, out: str, workers: int) -> dict:
+    from rmkit.decontam import DecontamConfig, decontaminate
+
+    t = time.perf_counter()
+    report = decontaminate(DecontamConfig(train=train, against=["rewardbench"],
+                                          output=f"{out}/clean.jsonl", removed=f"{out}/removed.jsonl",
+                                          workers=workers, chunk_size=2000))
+    seconds = time.perf_counter() - t
+    with open(f"{out}/removed.jsonl", encoding="utf-8") as f:
+        flagged = sorted(json.loads(line)["id"] for line in f)
+    return {"seconds": seconds, "flagged": flagged, "index_seconds": report.index_seconds}
+
+
+def run_reference(train: str) -> dict:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from rmkit.decontam.ngrams import pair_texts, tokenizer
+    from rmkit.decontam.run import benchmark_pairs
+
+    t = time.perf_counter()
+    bench = [pair_texts(p)[0] for p in benchmark_pairs("rewardbench")]
+    ids, texts = [], []
+    with open(train, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            ids.append(row["id"])
+            texts.append(pair_texts(row)[0])
+    vec = CountVectorizer(tokenizer=tokenizer("punct"), token_pattern=None, lowercase=False,
+                          ngram_range=(13, 13))
+    xb = vec.fit_transform(bench)
+    xt = vec.transform(texts)
+    hit = (xt @ xb.T).tocsr().getnnz(axis=1) > 0
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "flagged": sorted(i for i, h in zip(ids, hit) if h)}
+
+
+def child(args) -> None:
+    result = run_rmkit(args.train, args.out, args.workers) if args.child == "rmkit" \
+        else run_reference(args.train)
+    Path(args.result).write_text(json.dumps(result))
+
+
+def measured(method: str, train: Path, out: Path, workers: int) -> dict:
+    """Run one method in a child process; add its peak tree RSS (MiB)."""
+    import psutil
+
+    result = out / f"{method}.json"
+    cmd = [sys.executable, __file__, "--child", method, "--train", str(train), "--out", str(out),
+           "--workers", str(workers), "--result", str(result)]
+    proc = subprocess.Popen(cmd)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    if proc.returncode:
+        raise SystemExit(f"{method} failed with status {proc.returncode}")
+    data = json.loads(result.read_text())
+    data["peak_mib"] = peak / 2**20
+    return data
+
+
+def bench_size(pairs, n: int, args, tmp: Path) -> float | None:
+    train = tmp / f"train_{n}.jsonl"
+    write_resampled(pairs, n, train)
+    ours = measured("rmkit", train, tmp, args.workers)
+    print(f"rmkit_{n}_seconds: {ours['seconds']:.2f}")
+    print(f"rmkit_{n}_pairs_per_s: {n / ours['seconds']:.0f}")
+    print(f"rmkit_{n}_peak_mib: {ours['peak_mib']:.0f}")
+    print(f"rmkit_{n}_flagged: {len(ours['flagged'])}")
+    if n <= args.reference_max:
+        ref = measured("reference", train, tmp, 1)
+        print(f"reference_{n}_seconds: {ref['seconds']:.2f}")
+        print(f"reference_{n}_pairs_per_s: {n / ref['seconds']:.0f}")
+        print(f"reference_{n}_peak_mib: {ref['peak_mib']:.0f}")
+        print(f"reference_{n}_flagged: {len(ref['flagged'])}")
+        print(f"identical_flagged_sets_{n}: {ours['flagged'] == ref['flagged']}")
+        print(f"speedup_{n}: {ref['seconds'] / ours['seconds']:.1f}")
+        speedup = ref["seconds"] / ours["seconds"]
+    else:
+        print(f"reference_{n}: skipped (--reference-max {args.reference_max})")
+        speedup = None
+    for f in (train, tmp / "clean.jsonl", tmp / "removed.jsonl"):
+        f.unlink(missing_ok=True)
+    sys.stdout.flush()
+    return speedup
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--reference-max", type=int, default=1_000_000)
+    ap.add_argument("--tmp", default=None, help="scratch folder (needs ~3 GB for 1M pairs)")
+    ap.add_argument("--child", choices=["rmkit", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--train", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    data = Path(os.environ.get("RMKIT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data"))
+    os.environ["RMKIT_DATA_DIR"] = str(data)
+    pairs = base_mix(data)
+    print(f"base_pairs: {len(pairs)}")
+    print(f"cpus: {len(os.sched_getaffinity(0))}")
+    speedups = {}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for n in args.sizes:
+            speedups[n] = bench_size(pairs, n, args, Path(tmp))
+    n = max((k for k, v in speedups.items() if v is not None), default=None)
+    if n is not None:
+        print(f"speedup_rmkit_vs_sklearn_reference_at_{n}_pairs: {speedups[n]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
