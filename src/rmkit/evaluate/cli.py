@@ -209,7 +209,8 @@ def print_comparison(cmp: dict) -> None:
     table = Table(title=f"{cmp['benchmark']}: A = {cmp['model_a']}  vs  B = {cmp['model_b']} "
                         f"({cmp['n_common_items']} common items)")
     for col in ("", "A", "B", "A − B", "95% CI", "p (boot)", "p (sign)", "verdict"):
-        table.add_column(col, justify="left" if col in ("", "verdict") else "right")
+        table.add_column(col, justify="left" if col in ("", "verdict") else "right",
+                         no_wrap=col == "verdict")
     for r in [*cmp["rows"], *cmp["groups"]]:
         table.add_row(r["name"], f"{100 * r['a']:.1f}", f"{100 * r['b']:.1f}", f"{100 * r['diff']:+.1f}",
                       f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]", f"{r['p_bootstrap']:.3f}",

@@ -1,0 +1,105 @@
+"""`rmkit eval ...` and `rmkit compare` end to end: real LLMBar / EvalBiasBench data, benchmark fixtures."""
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rmkit.cli import app
+from rmkit.data.schema import DataError
+
+FIX = Path(__file__).parents[1] / "fixtures" / "eval"
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def expected_length_accuracy(rows, a_key, b_key, a_wins):
+    """Independent count: the better response is strictly longer."""
+    right = [len(r[a_key] if a_wins(r) else r[b_key]) > len(r[b_key] if a_wins(r) else r[a_key])
+             for r in rows]
+    return sum(right) / len(right)
+
+
+def test_pairwise_llmbar_real_data_length_baseline(shared_data, tmp_path):
+    out, rep = tmp_path / "llmbar.json", tmp_path / "report"
+    run("eval", "pairwise", "--scorer", "length", "--data", shared_data / "llmbar", "--output", out,
+        "--report", rep, "--n-boot", 200)
+    res = json.loads(out.read_text())
+    rows = [r for f in sorted((shared_data / "llmbar").glob("*.json")) for r in json.loads(f.read_text())]
+    assert res["n_items"] == len(rows) == 885
+    assert res["score"] == pytest.approx(
+        expected_length_accuracy(rows, "output_1", "output_2", lambda r: r["label"] == 1))
+    natural = json.loads((shared_data / "llmbar" / "LLMBar_Natural.json").read_text())
+    assert res["sections"]["LLMBar_Natural"] == pytest.approx(
+        expected_length_accuracy(natural, "output_1", "output_2", lambda r: r["label"] == 1))
+    lo, hi = res["intervals"]["score"]
+    assert lo < res["score"] < hi
+    assert res["diagnostics"]["length_baseline"]["agreement"] == 1.0   # the length scorer is the baseline
+    assert (rep / "report.html").exists() and (rep / "sections.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pairwise_evalbiasbench_real_data(shared_data, tmp_path):
+    out = tmp_path / "ebb.json"
+    run("eval", "pairwise", "--scorer", "length", "--data", shared_data / "evalbiasbench" / "biasbench.json",
+        "--output", out, "--n-boot", 200)
+    res = json.loads(out.read_text())
+    raw = json.loads((shared_data / "evalbiasbench" / "biasbench.json").read_text())
+    rows = [r for v in raw.values() for r in v]
+    assert res["n_items"] == 80 and set(res["sections"]) == set(raw)
+    assert res["score"] == pytest.approx(
+        expected_length_accuracy(rows, "response1", "response2", lambda r: r["label"] == 1))
+    swapped = sum(it["swapped"] for it in res["items"])
+    assert 0 < swapped < 80   # answer order randomised, seeded
+
+
+@pytest.mark.parametrize("cmd,data,score", [
+    ("rewardbench2", "rewardbench2/sample.jsonl", None),
+    ("rmbench", "rmbench/sample.json", 1 / 3),
+    ("judgebench", "judgebench/sample.jsonl", 0.6),
+])
+def test_benchmark_commands_on_fixtures(cmd, data, score, tmp_path):
+    out, rep = tmp_path / "r.json", tmp_path / "rep"
+    result = run("eval", cmd, "--scorer", "length", "--data", FIX / data, "--output", out,
+                 "--report", rep, "--n-boot", 100)
+    res = json.loads(out.read_text())
+    assert res["benchmark"] == cmd and res["model"] == "length"
+    if score is not None:
+        assert res["score"] == pytest.approx(score)
+    assert {p.name for p in rep.iterdir()} >= {"summary.md", "report.html", "sections.png", "rewards.png"}
+    assert "score" in result.output
+
+
+def test_compare_command(tmp_path):
+    for scorer in ("length", "random"):
+        run("eval", "judgebench", "--scorer", scorer, "--data", FIX / "judgebench" / "sample.jsonl",
+            "--output", tmp_path / f"{scorer}.json", "--n-boot", 100)
+    out = tmp_path / "cmp.json"
+    result = run("compare", tmp_path / "length.json", tmp_path / "random.json", "--output", out,
+                 "--n-boot", 200)
+    cmp = json.loads(out.read_text())
+    assert cmp["n_common_items"] == 5 and cmp["rows"][0]["name"] == "Overall"
+    assert cmp["rows"][0]["within_noise"]   # 5 items cannot tell two scorers apart
+    assert "within noise" in result.output
+
+
+def test_malformed_data_raises_a_named_error(tmp_path):
+    with pytest.raises(DataError, match="field 'label'"):
+        run("eval", "judgebench", "--scorer", "length", "--data", FIX / "judgebench" / "bad_label.jsonl",
+            "--output", tmp_path / "x.json")
+
+
+def test_rewardbench2_with_a_tiny_model(tiny_llama, tmp_path):
+    out = tmp_path / "tiny.json"
+    run("eval", "rewardbench2", "--model", tiny_llama, "--data", FIX / "rewardbench2" / "sample.jsonl",
+        "--output", out, "--n-boot", 50, "--device", "cpu")
+    res = json.loads(out.read_text())
+    assert len(res["items"]) == 12 and all(len(it["rewards"]) >= 3 for it in res["items"])
+    assert all(isinstance(x, float) for it in res["items"] for x in it["rewards"])
+    assert 0.0 <= res["score"] <= 1.0
