@@ -103,3 +103,14 @@ def test_rewardbench2_with_a_tiny_model(tiny_llama, tmp_path):
     assert len(res["items"]) == 12 and all(len(it["rewards"]) >= 3 for it in res["items"])
     assert all(isinstance(x, float) for it in res["items"] for x in it["rewards"])
     assert 0.0 <= res["score"] <= 1.0
+
+
+def test_rewardbench_v1_report_and_diagnostics(shared_data, tmp_path):
+    out, rep = tmp_path / "rb1.json", tmp_path / "rep"
+    run("eval", "rewardbench", "--scorer", "length", "--subsample", 120, "--output", out,
+        "--report", rep, "--n-boot", 100)
+    res = json.loads(out.read_text())
+    assert set(res["intervals"]["subsets"]) == set(res["subsets"])
+    assert all("chosen_len" in it for it in res["items"])
+    assert res["diagnostics"]["length_baseline"]["agreement"] == 1.0
+    assert "Chat Hard" in (rep / "summary.md").read_text()

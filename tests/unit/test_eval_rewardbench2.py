@@ -80,3 +80,10 @@ def test_subsample_keeps_ties_prompts_whole():
     ties = [it for it in items if it.subset == "Ties"]
     assert len(ties) == 2 and ties[0].meta["ties_prompt"] == ties[1].meta["ties_prompt"]
     assert len([it for it in items if it.subset == "Factuality"]) == 1
+
+
+def test_ties_component_intervals_bracket_the_terms():
+    res = evaluate_rewardbench2(LengthScorer(), load_rewardbench2(FIX / "sample.jsonl"), n_boot=200)
+    ivs = res["intervals"]["ties_components"]
+    for k, v in res["ties_components"].items():
+        assert ivs[k][0] - 1e-12 <= v <= ivs[k][1] + 1e-12

@@ -31,6 +31,7 @@ from rmkit.data.schema import BestOfN, DataError, Message
 from rmkit.data.sources.common import get_field
 from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
                                    reply_length, scorer_name)
+from rmkit.evaluate.metrics import percentile_interval, resample_counts
 
 HUB_ID = "allenai/reward-bench-2"
 SPLIT = "test"
@@ -193,12 +194,21 @@ def score_items(items: Sequence[BestOfN], rewards: Sequence[Sequence[float]], *,
         units[TIES] = ties_prompt_credits(arrays)
         custom[TIES] = (len(arrays["pids"]), lambda w: ties_components(arrays, w)["score"])
         extra = ties_components(arrays)
+        extra_iv = ties_component_intervals(arrays, n_boot, seed)
     sections = {s: {s: 1.0} for s in sorted(set(units) | set(custom), key=_subset_order)}
     results = build_results("rewardbench2", units, sections, "sections", records, view,
                             n_boot=n_boot, seed=seed, custom=custom)
     if extra:
         results["ties_components"] = extra
+        results["intervals"]["ties_components"] = extra_iv
     return results
+
+
+def ties_component_intervals(arrays: dict[str, np.ndarray], n_boot: int, seed: int) -> dict[str, list]:
+    """95% intervals of each Ties term, resampling prompts."""
+    w = resample_counts(len(arrays["pids"]), n_boot, np.random.default_rng(seed + 1))
+    samples = [ties_components(arrays, row) for row in w]
+    return {k: list(percentile_interval(np.array([s[k] for s in samples]))) for k in samples[0]}
 
 
 def _subset_order(name: str) -> tuple[int, str]:
