@@ -1,7 +1,8 @@
 """`rmkit train --config FILE [key=value ...] [--resume]`: the CLI adapts arguments to `train(cfg)`.
 
     rmkit train --config configs/train/smollm2-135m-demo.yaml max_steps=20 output_dir=runs/x
-    accelerate launch --num_processes 2 --cpu -m rmkit.train.cli --config X.yaml   # several processes
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m rmkit.train.cli --config X.yaml  # GPUs
+    torchrun --nproc_per_node 2 -m rmkit.train.cli --config X.yaml     # several CPU processes (gloo)
 """
 from __future__ import annotations
 

@@ -168,7 +168,9 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 def _coerce(value, annotation: str):
-    """YAML reads 1e-4 as a string (YAML 1.1): numbers are cast by the field's declared type."""
+    """YAML 1.1 reads 1e-4 as a string and off/on as booleans: cast by the field's declared type."""
+    if isinstance(value, bool) and annotation.split(" ")[0] == "str":
+        return "on" if value else "off"
     if isinstance(value, str) and annotation.split(" ")[0] in ("float", "int"):
         try:
             return float(value) if annotation.startswith("float") else int(value)

@@ -1,0 +1,53 @@
+"""Two CPU processes (torch.distributed gloo, launched with torchrun as `accelerate launch` does for GPUs;
+on CPU `accelerate launch --cpu` starts a single process unless given an MPI hostfile) follow the same
+loss trajectory and reach the same weights as one process with the same global batch."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rmkit.train.config import TrainConfig
+from rmkit.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train_tiny import write_toy  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_equal_one(tiny_llama, tmp_path):
+    data = write_toy(tmp_path / "toy.jsonl", 40)
+    common = dict(model=str(tiny_llama), data=[str(data)], eval_size=8, max_steps=5, learning_rate=5e-3,
+                  lr_scheduler="cosine", warmup_steps=1, seed=0, n_boot=50, grad_accum=1)
+    train(TrainConfig(**common, batch_size=4, output_dir=str(tmp_path / "one")))
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(json.dumps({**common, "batch_size": 2, "output_dir": str(tmp_path / "two")}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(free_port()), "-m", "rmkit.train.cli", "--config", str(recipe), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(one) == len(two) == 5
+    assert two == pytest.approx(one, abs=1e-4)
+    assert one[-1] != pytest.approx(one[0], abs=1e-3)  # the trajectory moved
+    summary = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert summary["data"]["processes"] == 2 and summary["data"]["global_batch"] == 4
+    a = load_file(tmp_path / "one/model/model.safetensors")
+    b = load_file(tmp_path / "two/model/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)

@@ -1,0 +1,135 @@
+"""Training a tiny model end to end: loss falls on a learnable toy preference, the LoRA head survives
+export, `--resume` after a kill equals an uninterrupted run, and the CLI writes a full output folder."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rmkit.train.config import TrainConfig
+from rmkit.train.trainer import train
+
+QUESTIONS = ["How many apples does each get?", "Hello! How can I help you today?", "def main(): return 42",
+             "Jane has 12 apples.", "Here is a poem about the sea and the sky."]
+
+
+def write_toy(path: Path, n: int, seed: int = 0) -> Path:
+    """Chosen replies say 'Sure, here is ...', rejected ones 'The quick brown fox ...': learnable."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            q = f"{rng.choice(QUESTIONS)} {rng.randint(0, 999)}"
+            good = f"Sure, here is {rng.choice(['a poem', 'the answer', 'some help'])}."
+            bad = f"The quick brown fox {rng.choice(['jumps', 'dog', 'lazy'])}."
+            f.write(json.dumps({"id": str(i), "source": "toy", "prompt": q, "chosen": good, "rejected": bad,
+                                "meta": {}}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return write_toy(tmp_path_factory.mktemp("toy") / "toy.jsonl", 48)
+
+
+def cfg(model, data, out, **kw) -> TrainConfig:
+    base = dict(model=str(model), data=[str(data)], eval_size=8, output_dir=str(out), batch_size=4,
+                learning_rate=1e-3, lr_scheduler="constant", seed=0, n_boot=100)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_falls_on_learnable_preference(tiny_llama, toy, tmp_path):
+    summary = train(cfg(tiny_llama, toy, tmp_path, num_epochs=3))
+    hist = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first, last = sum(h["loss"] for h in hist[:3]) / 3, sum(h["loss"] for h in hist[-3:]) / 3
+    assert last < 0.5 * first
+    assert summary["eval"]["heldout"]["accuracy"] == 1.0 and summary["eval"]["heldout"]["n"] >= 8
+    assert (tmp_path / "loss_curve.png").stat().st_size > 1000
+
+
+def _lora_rewards_before_export(model_path, data, out, convs):
+    seen = {}
+
+    def grab(run):  # the in-memory model at the last step, before export merges LoRA
+        if run.state.step == len(run.plan):
+            from rmkit.score.scorer import RewardScorer
+
+            run.model.eval()
+            from rmkit.train.collate import collate_padded
+            from rmkit.models.chat import render_ids
+            seqs = [render_ids(run.tok, c) for c in convs]
+            with torch.no_grad():
+                seen["rewards"] = run.fwd(run.model, collate_padded(seqs, run.tok.pad_token_id)).tolist()
+
+    train(cfg(model_path, data, out, lora_r=4, lora_alpha=8, learning_rate=5e-2, max_steps=6,
+              final_eval=False), on_step=grab)
+    return seen["rewards"]
+
+
+def test_lora_head_saved_and_reloaded(tiny_llama, toy, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from rmkit.data import load_pairs
+    from rmkit.score.scorer import RewardScorer
+
+    convs = [p.chosen_conversation for p in load_pairs(toy)[:3]] + [p.rejected_conversation for p in load_pairs(toy)[:3]]
+    in_memory = _lora_rewards_before_export(tiny_llama, toy, tmp_path, convs)
+    merged = RewardScorer.from_pretrained(tmp_path / "model").score(convs)
+    base_only = RewardScorer.from_pretrained(tiny_llama).score(convs)
+    assert merged == pytest.approx(in_memory, abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(merged, base_only)) > 1e-2  # training changed the rewards
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_llama, num_labels=1)
+    adapter = PeftModel.from_pretrained(base, tmp_path / "model" / "adapter").merge_and_unload()
+    from transformers import AutoTokenizer
+    again = RewardScorer(adapter.eval(), AutoTokenizer.from_pretrained(tmp_path / "model" / "adapter")).score(convs)
+    assert again == pytest.approx(in_memory, abs=1e-4)
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert str(tiny_llama) in card and "LoRA r=4" in card
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tiny_llama, toy, tmp_path):
+    kw = dict(lora_r=4, lora_alpha=8, lora_dropout=0.2, max_steps=8, save_steps=3, learning_rate=1e-2,
+              lr_scheduler="cosine", warmup_steps=2, final_eval=False)
+    train(cfg(tiny_llama, toy, tmp_path / "a", **kw))
+
+    def kill(run):
+        if run.state.step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg(tiny_llama, toy, tmp_path / "b", **kw), on_step=kill)
+    assert not (tmp_path / "b" / "model").exists()
+    train(cfg(tiny_llama, toy, tmp_path / "b", **kw), resume=True)
+    a, b = load_file(tmp_path / "a/model/model.safetensors"), load_file(tmp_path / "b/model/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    hist = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == list(range(1, 9))
+    base = load_file(Path(tiny_llama) / "model.safetensors")
+    assert any(not torch.equal(base[k], a[k]) for k in base)  # training moved the weights
+
+
+def test_cli_end_to_end(tiny_llama, toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from rmkit.cli import app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"# rmkit train --config r.yaml\nmodel: {tiny_llama}\ndata: [{toy}]\neval_size: 8\n"
+                      f"batch_size: 4\nmax_steps: 3\nlearning_rate: 1e-3\n")
+    res = CliRunner().invoke(app, ["train", "--config", str(recipe), f"output_dir={tmp_path / 'out'}",
+                                   "packing=off", "n_boot=50"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out" / "model"
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= {p.name for p in out.iterdir()}
+    assert (out / "chat_template.jinja").exists() or "chat_template" in (out / "tokenizer_config.json").read_text()
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert summary["steps"] == 3 and summary["config"]["packing"] == "off"
+    assert '"steps": 3' in res.output
