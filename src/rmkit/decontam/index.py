@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from rmkit.decontam.ngrams import hash_rows, pair_texts, tokenizer, window_hashes
+from rmkit.decontam.ngrams import pair_texts, tokenizer, window_hashes
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Table:
     starts: np.ndarray     # int64: where the entry's tokens start in NgramIndex.ids
     doc_ptr: np.ndarray    # int64 CSR pointers: docs of entry e are doc_idx[doc_ptr[e]:doc_ptr[e+1]]
     doc_idx: np.ndarray    # int64
+    bitmap: np.ndarray     # bool presence over the top bits of the hashes: a cheap first test
+    shift: int
 
 
 @dataclass
@@ -55,22 +57,42 @@ def _lookup(vocab: dict[str, int], texts_per_doc: Sequence[Sequence[str]], token
     return np.asarray(ids, dtype=np.int32), owner
 
 
-def _build_table(ids: np.ndarray, owner: np.ndarray, n: int, valid: np.ndarray) -> Table:
+def _distinct(rows: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first position, entry number) of each row, one entry per distinct row, entries in hash
+    order. Distinct hashes are checked to mean distinct rows; on a collision, exact row unique."""
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if (rows == rows[first[inverse]]).all():
+        return first, inverse
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(hashes[first], kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def _bitmap(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """A presence bitmap over the top bits of the hashes (about 32 slots per entry)."""
+    bits = int(min(26, max(16, np.ceil(np.log2(max(len(hashes), 1) * 32)))))
+    bitmap = np.zeros(1 << bits, dtype=bool)
+    bitmap[hashes >> np.uint64(64 - bits)] = True
+    return bitmap, 64 - bits
+
+
+def _build_table(ids: np.ndarray, owner: np.ndarray, n: int, hashes: np.ndarray,
+                 valid: np.ndarray) -> Table:
     """One entry per distinct valid n-gram, with the documents that hold it."""
     pos = np.nonzero(valid)[0]
     rows = ids[pos[:, None] + np.arange(n)]
-    uniq, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    entry_doc = np.unique(inverse.astype(np.int64) * (owner.max() + 1) + owner[pos])
-    entry, doc = np.divmod(entry_doc, owner.max() + 1)
-    order = np.argsort(hash_rows(uniq), kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    by_entry = np.argsort(rank[entry], kind="stable")
-    counts = np.bincount(rank[entry], minlength=len(uniq))
-    return Table(hashes=hash_rows(uniq)[order], starts=pos[first][order].astype(np.int64),
+    first, entry_of = _distinct(rows, hashes[pos])
+    ndocs = int(owner.max()) + 1
+    entry, doc = np.divmod(np.unique(entry_of.astype(np.int64) * ndocs + owner[pos]), ndocs)
+    counts = np.bincount(entry, minlength=len(first))
+    table_hashes = hashes[pos[first]]
+    bitmap, shift = _bitmap(table_hashes)
+    return Table(hashes=table_hashes, starts=pos[first].astype(np.int64),
                  doc_ptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                 doc_idx=doc[by_entry].astype(np.int64))
+                 doc_idx=doc.astype(np.int64), bitmap=bitmap, shift=shift)
 
 
 @dataclass
@@ -102,9 +124,9 @@ class NgramIndex:
                     vocab.setdefault(tok, len(vocab))
         ids, owner = _lookup(vocab, texts, tokenize)
         tables = {}
-        for n, _, valid in window_hashes(ids, *ngram):
+        for n, h, valid in window_hashes(ids, *ngram):
             if valid.any():
-                tables[n] = _build_table(ids, owner, n, valid)
+                tables[n] = _build_table(ids, owner, n, h, valid)
         return cls(lo=ngram[0], hi=ngram[1], tokens=tokens, vocab=vocab, words=list(vocab), ids=ids,
                    docs=docs, tables=tables)
 
@@ -129,14 +151,14 @@ class NgramIndex:
         return hits
 
     def _match_n(self, n, table, ids, owner, h, valid, hits) -> None:
-        left = np.searchsorted(table.hashes, h, "left")
-        right = np.searchsorted(table.hashes, h, "right")
-        pos = np.nonzero(valid & (right > left))[0]
+        pos = np.nonzero(table.bitmap[h >> np.uint64(table.shift)] & valid)[0]
+        left = np.searchsorted(table.hashes, h[pos], "left")
+        counts = np.searchsorted(table.hashes, h[pos], "right") - left
+        pos, left, counts = pos[counts > 0], left[counts > 0], counts[counts > 0]
         if not len(pos):
             return
-        counts = right[pos] - left[pos]
         win = np.repeat(pos, counts)
-        first = np.repeat(left[pos] - np.cumsum(counts) + counts, counts)
+        first = np.repeat(left - np.cumsum(counts) + counts, counts)
         entry = first + np.arange(len(win))
         offs = np.arange(n)
         same = (ids[win[:, None] + offs] == self.ids[table.starts[entry][:, None] + offs]).all(1)

@@ -110,12 +110,3 @@ def window_hashes(ids: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.n
             h = h[:-1] * HASH_BASE + x[n - 1:]
         if n >= lo:
             yield n, h, (bad[n:] - bad[:-n]) == 0
-
-
-def hash_rows(rows: np.ndarray) -> np.ndarray:
-    """The same hash as `window_hashes` for each row of an (m, n) matrix of token ids."""
-    x = (rows.astype(np.int64) + 1).astype(np.uint64)
-    h = x[:, 0].copy()
-    for k in range(1, rows.shape[1]):
-        h = h * HASH_BASE + x[:, k]
-    return h

@@ -100,15 +100,19 @@ def _removed_row(pair: PreferencePair, hit, index: NgramIndex) -> dict:
 
 
 def _check_messages(value: Any, name: str, first: str | None, last: str | None, where: dict) -> None:
-    if not isinstance(value, list) or not value:
+    """Plain type tests (no objects built): a non-empty list of {role, content: str} messages."""
+    if type(value) is not list or not value:
         raise DataError("expected a non-empty list of messages", **where, field=name)
+    text = False
     for m in value:
-        if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
+        if type(m) is not dict or m.get("role") not in ROLES or type(m.get("content")) is not str:
             raise DataError("each message needs a role and a string content", **where, field=name)
-    if first and value[0]["role"] != first or last and value[-1]["role"] != last:
-        raise DataError(f"must {'start with ' + first if first else 'end with ' + last} turn",
-                        **where, field=name)
-    if name != "prompt" and not any(m["content"].strip() for m in value):
+        text = text or bool(m["content"].strip())
+    if first and value[0]["role"] != first:
+        raise DataError(f"must start with an {first} turn", **where, field=name)
+    if last and value[-1]["role"] != last:
+        raise DataError(f"must end with a {last} turn", **where, field=name)
+    if name != "prompt" and not text:
         raise DataError(f"{name} has no text", **where, field=name)
 
 
@@ -121,7 +125,8 @@ def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) 
             row = json.loads(raw) if isinstance(raw, str) else raw
             if not isinstance(row, dict):
                 raise DataError("a row must be a JSON object", **where)
-            if not all(isinstance(row.get(k), list) for k in ("prompt", "chosen", "rejected")):
+            if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected"))
+                    is list):
                 row = PreferencePair.from_dict(row, file=job.file, row=index).to_dict()
                 raw = None  # strings in place of message lists: written back canonical
             _check_messages(row.get("prompt"), "prompt", None, "user", where)
