@@ -141,7 +141,7 @@ def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
         t = results["ties"]
         out += [f"Tie-labelled pairs (left out of the score): {t['n']}; agreement over all pairs "
                 f"{_pct(t['agreement_all_pairs'])} {_ci(t['agreement_all_pairs_interval'])}."]
-    return out
+    return [*out, ""] if out else out
 
 
 def _diagnostics_markdown(d: Mapping[str, Any]) -> list[str]:
