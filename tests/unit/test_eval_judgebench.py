@@ -39,3 +39,11 @@ def test_bad_label_is_a_named_error():
     with pytest.raises(DataError) as e:
         load_judgebench(FIX / "bad_label.jsonl")
     assert e.value.field == "label" and e.value.row == 1
+
+
+def test_blank_response_is_data_not_an_error(tmp_path):
+    p = tmp_path / "jb.jsonl"
+    p.write_text('{"pair_id": "1", "source": "livecodebench", "question": "q", "response_A": "", '
+                 '"response_B": "code", "label": "B>A"}\n')
+    res = evaluate_judgebench(LengthScorer(), load_judgebench(p), n_boot=50)
+    assert res["score"] == 1.0

@@ -41,15 +41,12 @@ def local_or_hub(local_names: Sequence[str], hub_id: str) -> str:
 def build_results(benchmark: str, units: Mapping[str, Mapping[str, float]],
                   sections: Mapping[str, Mapping[str, float]], overall: str,
                   items: list[dict[str, Any]], view: Mapping[str, list[float]], *,
-                  n_boot: int = 1000, seed: int = 0, custom: Custom | None = None,
-                  skip_groups: Sequence[str] = ()) -> dict[str, Any]:
+                  n_boot: int = 1000, seed: int = 0, custom: Custom | None = None) -> dict[str, Any]:
     """Scores, intervals, units, items, pair view and diagnostics in the shared results shape.
 
-    Groups in `custom` are scored by their own statistic; `skip_groups` have units (for compare)
-    but are scored only through `custom`.
+    Groups in `custom` are scored by their own statistic (their units serve `rmkit compare` only).
     """
-    values = {g: list(u.values()) for g, u in units.items() if g not in skip_groups
-              and g not in (custom or {})}
+    values = {g: list(u.values()) for g, u in units.items() if g not in (custom or {})}
     scored = grouped_scores(values, sections, overall, n_boot=n_boot, seed=seed, custom=custom)
     return {
         "benchmark": benchmark, "score": scored["score"], "sections": scored["sections"],

@@ -73,14 +73,14 @@ def parse_row(row: dict, *, file: str, index: int) -> PreferencePair:
     label = get_field(row, "label", where)
     if label not in LABELS:
         raise DataError(f"label must be one of {LABELS}, got {label!r}", **where, field="label")
-    a, b = (get_field(row, k, where) for k in ("response_A", "response_B"))
+    a, b = (get_field(row, k, where, allow_empty=True) for k in ("response_A", "response_B"))
     source = str(row.get("source") or "unknown")
     good, bad = (a, b) if label == "A>B" else (b, a)
     return PreferencePair(
         id=str(row.get("pair_id", index)), source="judgebench", category=category_of(source),
         prompt=[Message("user", get_field(row, "question", where))],
         chosen=[Message("assistant", good)], rejected=[Message("assistant", bad)],
-        meta={"label": label, "source": source}).validate(file=file, row=index)
+        meta={"label": label, "source": source})  # a blank response is data (a bad answer)
 
 
 def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePair]:

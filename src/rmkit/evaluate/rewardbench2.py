@@ -127,6 +127,7 @@ def parse_row(row: dict, *, file: str, index: int) -> BestOfN:
     texts = [*chosen, *rejected]
     if not chosen or not rejected or not all(isinstance(t, str) for t in texts):
         raise DataError("chosen and rejected must be non-empty lists of strings", **where, field="chosen")
+    # a blank completion is legitimate benchmark data (a bad answer), so texts are not checked further
     n_correct = row.get("num_correct", len(chosen))
     if not isinstance(n_correct, int) or not 1 <= n_correct < len(texts):
         raise DataError(f"num_correct {n_correct!r} must be an int in [1, {len(texts) - 1}]",
@@ -139,7 +140,7 @@ def parse_row(row: dict, *, file: str, index: int) -> BestOfN:
                    prompt=[Message("user", get_field(row, "prompt", where))],
                    completions=[[Message("assistant", t)] for t in texts],
                    correct=[i < n_correct for i in range(len(texts))], subset=subset, meta=meta)
-    return item.validate(file=file, row=index)
+    return item
 
 
 def load_rewardbench2(data: str | os.PathLike | None = None, subsample: int | None = None,

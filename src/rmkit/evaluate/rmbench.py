@@ -65,8 +65,8 @@ def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
     where = {"file": file, "row": index}
     chosen, rejected = (get_field(row, k, where, kind=list) for k in ("chosen", "rejected"))
     for name, v in (("chosen", chosen), ("rejected", rejected)):
-        if len(v) != 3 or not all(isinstance(t, str) and t.strip() for t in v):
-            raise DataError(f"must be a list of 3 non-empty strings (concise, detailed, markdown), "
+        if len(v) != 3 or not all(isinstance(t, str) for t in v):
+            raise DataError(f"must be a list of 3 strings (concise, detailed, markdown), "
                             f"got {len(v)} entries", **where, field=name)
     prompt = [Message("user", get_field(row, "prompt", where))]
     raw_domain = get_field(row, "domain", where)
