@@ -11,7 +11,8 @@ FIX = Path(__file__).parents[1] / "fixtures" / "eval" / "pairwise"
 
 
 @pytest.mark.parametrize("value,expected", [(1, "A"), (2, "B"), ("1", "A"), ("A", "A"), ("b", "B"),
-                                            ("A>B", "A"), ("B>A", "B"), ("A = B", "tie"), (2.0, "B")])
+                                            ("A>B", "A"), ("B>A", "B"), ("A = B", "tie"), (2.0, "B"),
+                                            ("model_b", "B"), ("tie (bothbad)", "tie")])
 def test_parse_label(value, expected):
     assert parse_label(value) == expected
 
@@ -73,3 +74,11 @@ def test_missing_columns_are_named(tmp_path):
     p.write_text('{"prompt": "p", "answer": "a", "label": 1}\n')
     with pytest.raises(DataError, match="two responses"):
         load_labelled_pairs(p)
+
+
+def test_winner_column_arena_style(tmp_path):
+    p = tmp_path / "arena.jsonl"
+    p.write_text('{"question": "q", "response_a": "long answer", "response_b": "short", "winner": "model_a"}\n'
+                 '{"question": "q", "response_a": "long answer", "response_b": "short", "winner": "tie"}\n')
+    res = evaluate_pairwise(LengthScorer(), load_labelled_pairs(p), n_boot=50)
+    assert res["score"] == 1.0 and res["ties"]["n"] == 1

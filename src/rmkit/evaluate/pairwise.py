@@ -9,7 +9,8 @@ Any file with a prompt, two responses and a label. Recognised layouts (by column
   EvalBiasBench  {instruction, response1, response2, label: 1 | 2, bias}  (answer order shuffled, seeded)
   Auto-J         {prompt, "response 1", "response 2", label: 0 | 1 | 2 (tie), scenario}
   generic        prompt|question|instruction|input + response_a/b | response_A/B | response1/2 |
-                 output_1/2 | answer_a/b, and label 1/2, "A"/"B", "A>B"/"B>A", or a tie ("A=B", "tie")
+                 output_1/2 | answer_a/b, and label (or winner / preference) 1/2, "A"/"B", "A>B"/"B>A",
+                 "model_a"/"model_b", or a tie ("A=B", "tie")
 A pair is right when the better response gets the strictly higher reward. Tie-labelled pairs (Auto-J)
 are left out of the accuracy and reported on their own, with Auto-J's own agreement over all pairs
 (a model says "tie" only on equal rewards). Groups: the file name, or the row's bias / scenario
@@ -37,7 +38,8 @@ RESPONSE_KEYS = (("output_1", "output_2"), ("response1", "response2"), ("respons
                  ("response_a", "response_b"), ("response_A", "response_B"), ("answer_a", "answer_b"),
                  ("completion_a", "completion_b"))
 LABELS = {"1": "A", "2": "B", "a": "A", "b": "B", "a>b": "A", "b>a": "B", "a<b": "B", "b<a": "A",
-          "a=b": "tie", "tie": "tie"}
+          "a=b": "tie", "tie": "tie", "model_a": "A", "model_b": "B", "tie(bothbad)": "tie"}
+LABEL_KEYS = ("label", "winner", "preference")
 AUTOJ_LABELS = {0: "A", 1: "B", 2: "tie"}
 # Auto-J scenario → group (GAIR-NLP/auto-j codes/leaderboard/utils_constants.py `scenario_group`)
 AUTOJ_GROUPS = {
@@ -110,10 +112,10 @@ def parse_row(row: Mapping[str, Any], *, file: str, index: int, group: str,
     """One labelled row → PreferencePair (chosen = the better response; a tie keeps A as chosen)."""
     where = {"file": file, "row": index}
     pk, ka, kb = detect_layout(row, where)
-    if "label" not in row or row["label"] is None:
-        raise DataError("missing", **where, field="label")
-    autoj = ka == "response 1"
-    label = parse_label(row["label"], autoj=autoj, where=where)
+    lk = next((k for k in LABEL_KEYS if row.get(k) is not None), None)
+    if lk is None:
+        raise DataError(f"missing (looked for {', '.join(LABEL_KEYS)})", **where, field="label")
+    label = parse_label(row[lk], autoj=ka == "response 1", where=where)
     a, b = _text(row, ka, where, allow_blank=True), _text(row, kb, where, allow_blank=True)
     swapped = False
     if shuffle_seed is not None and random.Random(f"{shuffle_seed}:{file}:{index}").random() < 0.5:
