@@ -27,7 +27,7 @@ def test_report_files_are_valid(results, tmp_path):
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     md = paths["summary"].read_text()
     assert "**Score 33.3**" in md and "| chat | 50.0 |" in md and "Length diagnostics" in md
-    assert "| hard | 16.7 |" in md
+    assert "| hard | 16.7 | [" in md and "| level | overall | 95% CI | chat | math | safety |" in md
     html = paths["html"].read_text()
     assert html.count('src="data:image/png;base64,') == 4
     assert "sections.png" not in html and "<table>" in html

@@ -133,8 +133,11 @@ def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
     out = []
     if "levels" in results:  # RM-Bench
         lv = results["levels"]
-        out += ["| level | overall | 95% CI |", "|---|---:|---|"]
-        out += [f"| {k} | {_pct(v)} | {_ci(lv['intervals'][k]['overall'])} |" for k, v in lv["overall"].items()]
+        doms = list(lv["domains"])
+        out += ["| level | overall | 95% CI | " + " | ".join(doms) + " |",
+                "|---|---:|---|" + "---:|" * len(doms)]
+        out += [f"| {k} | {_pct(v)} | {_ci(lv['intervals'][k]['overall'])} | "
+                + " | ".join(_pct(lv["domains"][d][k]) for d in doms) + " |" for k, v in lv["overall"].items()]
     if "ties_components" in results:  # RewardBench 2
         out += ["Ties terms: " + ", ".join(f"{k} {v:.3f}" for k, v in results["ties_components"].items())]
     if results.get("ties", {}).get("n"):
