@@ -81,7 +81,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                     n_boot: int = NBootOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
-    from rmkit.evaluate.rewardbench import evaluate_rewardbench, leaderboard_row, load_rewardbench
+    from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
 
     sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                          max_length=max_length, truncation=truncation, device=device,
@@ -91,8 +91,8 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed)
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
     attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
+    results["model"] = model or scorer   # the leaderboard's Model column
     finish(results, output, report, "RewardBench v1")
-    print_row(leaderboard_row(results, model or scorer), "RewardBench v1 (leaderboard columns)")
 
 
 def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn):
