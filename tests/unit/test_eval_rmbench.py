@@ -35,6 +35,8 @@ def test_fixture_levels_per_domain_and_overall():
     np.testing.assert_allclose(res["matrices"]["chat"], [[0.5, 0, 0], [1, 0.5, 0], [1, 1, 0.5]])
     lo, hi = res["intervals"]["score"]
     assert lo <= res["score"] <= hi
+    assert res["intervals"]["matrices"]["chat"][0][0] == [0.0, 1.0]   # cell (0,0): one item of two
+    assert res["intervals"]["matrices"]["math"][1][1] == [0.0, 0.0]
     assert len(res["pair_view"]["chosen_reward"]) == 9 * len(items)
 
 

@@ -126,7 +126,20 @@ def score_items(items: Sequence[Sequence[PreferencePair]], chosen_rewards: Seque
     results = build_results("rmbench", units, sections, "sections", records, view,
                             n_boot=n_boot, seed=seed)
     results["levels"], results["matrices"] = _levels_block(per_level, sections, matrices, n_boot, seed)
+    results["intervals"]["matrices"] = _matrix_intervals(matrices, n_boot, seed)
     return results
+
+
+def _matrix_intervals(matrices: dict[str, list[np.ndarray]], n_boot: int, seed: int) -> dict[str, list]:
+    """Per domain, a [low, high] 95% interval for each of the 9 cells, resampling items."""
+    rng, out = np.random.default_rng(seed), {}
+    for d, ms in sorted(matrices.items()):
+        stack = np.stack(ms)                                   # (items, 3, 3)
+        idx = rng.integers(0, len(ms), size=(n_boot, len(ms)))
+        boots = stack[idx].mean(axis=1)                        # (n_boot, 3, 3)
+        lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+        out[d] = [[[float(lo[i, j]), float(hi[i, j])] for j in range(3)] for i in range(3)]
+    return out
 
 
 def _levels_block(per_level, sections, matrices, n_boot, seed):
