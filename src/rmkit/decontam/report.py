@@ -69,7 +69,8 @@ def to_markdown(d: dict[str, Any]) -> str:
     c = d["config"]
     lines = [f"# Decontamination report: {c['train']}", "",
              f"Against {', '.join(c['against'])}; n-grams {c['ngram'][0]}-{c['ngram'][1]}, "
-             f"tokens `{c['tokens']}`, benchmark turns `{c['turns']}`, training turns `{c['train_turns'] or c['turns']}`; "
+             f"tokens `{c['tokens']}`, benchmark turns `{c['turns']}`, "
+             f"training turns `{c['train_turns'] or c['turns']}`; "
              f"{d['benchmark_docs']} benchmark prompts, {d['benchmark_ngrams']} distinct n-grams.", "",
              f"**{d['removed']} of {d['total']} pairs removed**, {d['kept']} kept"
              + (f", skipped rows: {d['skipped']}" if d["skipped"] else "") + ".", "",

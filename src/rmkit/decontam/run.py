@@ -120,7 +120,7 @@ def build_index(cfg: DecontamConfig) -> NgramIndex:
 
 def _open(tmp: Path, gz: bool):
     import gzip
-    return gzip.open(tmp, "wt", encoding="utf-8") if gz else open(tmp, "w", encoding="utf-8")
+    return gzip.open(tmp, "wb") if gz else open(tmp, "wb")
 
 
 def decontaminate(cfg: DecontamConfig) -> DecontamReport:
@@ -155,9 +155,9 @@ def _data_error(message: str, file: str | None, row: int | None, fld: str | None
     return err
 
 
-def _write(f, lines: list[str]) -> None:
-    if lines:
-        f.write("\n".join(lines) + "\n")
+def _write(f, blob: bytes) -> None:
+    if blob:
+        f.write(blob)
 
 
 class _NoPath:

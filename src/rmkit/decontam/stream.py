@@ -30,8 +30,8 @@ MAX_NGRAMS_SHOWN = 20
 
 @dataclass
 class ChunkResult:
-    kept: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
+    kept: list = field(default_factory=list)       # output lines (str or bytes), then one blob
+    removed: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)       # (source, "kept"|"removed") → n
     subsets: Counter = field(default_factory=Counter)      # (benchmark, subset) → removed pairs
     skipped: Counter = field(default_factory=Counter)      # field → n
@@ -71,11 +71,13 @@ def _parse_chunk(job: Job, records: list[tuple[int, Any]], out: ChunkResult) -> 
     parse, pairs = _parser(job), []
     for index, raw in records:
         try:
-            if isinstance(raw, str):
+            if isinstance(raw, (str, bytes)):
                 try:
                     raw = json.loads(raw)
                 except json.JSONDecodeError as e:
                     raise DataError(f"invalid JSON: {e.msg}", file=job.file, row=index) from e
+                except UnicodeDecodeError as e:
+                    raise DataError(f"not valid UTF-8 ({e.reason})", file=job.file, row=index) from e
                 if not isinstance(raw, dict):
                     raise DataError("a row must be a JSON object", file=job.file, row=index)
             pairs.append(parse(raw, file=job.file, index=index))
@@ -122,7 +124,7 @@ def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) 
     for index, raw in records:
         where = {"file": job.file, "row": index}
         try:
-            row = json.loads(raw) if isinstance(raw, str) else raw
+            row = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
             if not isinstance(row, dict):
                 raise DataError("a row must be a JSON object", **where)
             if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected"))
@@ -132,8 +134,9 @@ def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) 
             _check_messages(row.get("prompt"), "prompt", None, "user", where)
             _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
             _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
-        except json.JSONDecodeError as e:
-            e = DataError(f"invalid JSON: {e.msg}", **where)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            e = DataError(f"invalid JSON: {e.msg}" if isinstance(e, json.JSONDecodeError)
+                          else f"not valid UTF-8 ({e.reason})", **where)
             if not _skip(job, e, index, out):
                 break
             continue
@@ -141,7 +144,7 @@ def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) 
             if not _skip(job, e, index, out):
                 break
             continue
-        rows.append((row, raw.rstrip("\n") if isinstance(raw, str) else None))
+        rows.append((row, raw.rstrip() if isinstance(raw, (str, bytes)) else None))
     return rows
 
 
@@ -171,11 +174,25 @@ def _run_canonical(job: Job, records: list[tuple[int, Any]], index: NgramIndex) 
     return out
 
 
+def _blob(lines: list) -> bytes:
+    """Output lines as one bytes block (cheap to send back and to write)."""
+    if not lines:
+        return b""
+    return b"\n".join(x if isinstance(x, bytes) else x.encode("utf-8") for x in lines) + b"\n"
+
+
 def run_chunk(job: Job, records: list[tuple[int, Any]], index: NgramIndex | None = None) -> ChunkResult:
     """Parse, match and serialise one chunk (in a worker, or in-process when index is given)."""
     index = index or _INDEX
     if job.fmt in (CANONICAL, "pairs") and not job.column_map:
-        return _run_canonical(job, records, index)
+        out = _run_canonical(job, records, index)
+    else:
+        out = _run_parsed(job, records, index)
+    out.kept, out.removed = _blob(out.kept), _blob(out.removed)
+    return out
+
+
+def _run_parsed(job: Job, records: list[tuple[int, Any]], index: NgramIndex) -> ChunkResult:
     out = ChunkResult()
     pairs = _parse_chunk(job, records, out)
     hits = index.match([pair_texts(p, job.turns) for p in pairs])
@@ -192,17 +209,13 @@ def run_chunk(job: Job, records: list[tuple[int, Any]], index: NgramIndex | None
     return out
 
 
-def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(row, line) of a jsonl(.gz) file, decoded line by line so a bad byte names its own row."""
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(row, raw bytes line) of a jsonl(.gz) file; workers decode, so a bad byte names its row."""
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as f:
         for row, raw in enumerate(f):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"not valid UTF-8 ({e.reason})", file=str(path), row=row) from e
-            if line.strip():
-                yield row, line
+            if raw.strip():
+                yield row, raw
 
 
 def records(source: str, *, fmt: str = "auto", split: str | None = None,
@@ -218,12 +231,14 @@ def records(source: str, *, fmt: str = "auto", split: str | None = None,
         if first is None:
             return "pairs", iter(())
         try:
-            row = json.loads(first[1]) if isinstance(first[1], str) else first[1]
+            row = json.loads(first[1]) if isinstance(first[1], (str, bytes)) else first[1]
             if not isinstance(row, dict):
                 raise DataError("a row must be a JSON object")
             fmt = detect_format(row)
         except json.JSONDecodeError as e:
             raise DataError(f"invalid JSON: {e.msg}", file=str(source), row=first[0]) from e
+        except UnicodeDecodeError as e:
+            raise DataError(f"not valid UTF-8 ({e.reason})", file=str(source), row=first[0]) from e
         except DataError as e:
             raise DataError(str(e), file=str(source), row=first[0]) from e
         rows = chain([first], rows)
