@@ -52,3 +52,20 @@ def test_rewardbench_v1_units_from_items():
     units, agg = units_of({"benchmark": "rewardbench", "items": items})
     assert units == {"alpacaeval-easy": {"1": 1.0}, "math-prm": {"2": 0.0}}
     assert agg["sections"]["Reasoning"]["math-prm"] == 984
+
+
+def test_compare_reproduces_each_side_official_scores_on_rewardbench2():
+    from pathlib import Path
+
+    from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
+    from rmkit.score.baselines import LengthScorer, RandomScorer
+
+    items = load_rewardbench2(Path(__file__).parents[1] / "fixtures" / "eval" / "rewardbench2" / "sample.jsonl")
+    a = evaluate_rewardbench2(LengthScorer(), items, n_boot=50)
+    b = evaluate_rewardbench2(RandomScorer(seed=1), items, n_boot=50)
+    out = compare_results(a, b, n_boot=200)
+    rows = {r["name"]: r for r in out["rows"]}
+    assert rows["Overall"]["a"] == pytest.approx(a["score"]) and rows["Overall"]["b"] == pytest.approx(b["score"])
+    for s in a["sections"]:   # Ties included: every prompt has both a ref and a tied row
+        assert rows[s]["a"] == pytest.approx(a["sections"][s])
+        assert rows[s]["diff"] == pytest.approx(a["sections"][s] - b["sections"][s])
