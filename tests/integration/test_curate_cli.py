@@ -42,6 +42,20 @@ def test_fixture_demo_end_to_end(tmp_path, monkeypatch):
     assert again.read_bytes() == out.read_bytes()  # deterministic for a seed
 
 
+def test_fixture_demo_parquet_output(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "p" / "pairs.parquet"
+    result = CliRunner().invoke(app, ["curate", "--config", "configs/curate/fixture-demo.yaml",
+                                      f"output={out}"])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 14
+    ultra = next(r for r in rows if r["id"] == "magpie:0")
+    assert ultra["meta"]["armorm_mean"] == pytest.approx(0.13) and ultra["category"] == "math"
+
+
 def test_fixture_demo_with_a_tiny_reward_model_and_quota(tmp_path, monkeypatch, tiny_llama):
     pytest.importorskip("torch")
     monkeypatch.chdir(ROOT)

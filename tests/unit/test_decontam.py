@@ -188,3 +188,28 @@ def test_cli_end_to_end(files):
     bad = CliRunner().invoke(app, ["decontaminate", str(tmp / "missing.jsonl"), "-o",
                                    str(tmp / "c.jsonl")])
     assert bad.exit_code == 2 and "missing.jsonl" in bad.output
+
+
+def test_other_formats_in_and_gzip_out(tmp_path):
+    """A JSON list in LLMBar/OffsetBias layout and a grouped format (HelpSteer2) → canonical .gz."""
+    import gzip
+    from pathlib import Path
+
+    b = _write(tmp_path / "bench.jsonl", [p.to_dict() for p in bench()])
+    src = tmp_path / "llmbar.json"
+    src.write_text(json.dumps([{"input": BENCH_Q, "output_1": "a", "output_2": "b", "label": 1},
+                               {"input": "Name a colour.", "output_1": "x", "output_2": "Red",
+                                "label": "2"}]))
+    report = decontaminate(DecontamConfig(train=str(src), against=[str(b)], workers=1,
+                                          output=str(tmp_path / "c.jsonl.gz"),
+                                          removed=str(tmp_path / "r.jsonl")))
+    assert report.per_source() == {"llmbar": {"total": 2, "kept": 1, "removed": 1}}
+    kept = [json.loads(x) for x in gzip.open(tmp_path / "c.jsonl.gz", "rt")]
+    assert kept[0]["chosen"] == [{"role": "assistant", "content": "Red"}]
+    hs = Path(__file__).parents[1] / "fixtures" / "curate" / "helpsteer2.jsonl"
+    report = decontaminate(DecontamConfig(train=str(hs), against=[str(b)], workers=2, chunk_size=1,
+                                          output=str(tmp_path / "h.jsonl")))
+    assert report.kept == 3 and report.skipped == {} and report.removed == 0
+    rows = [json.loads(x) for x in open(tmp_path / "h.jsonl")]
+    assert [r["id"] for r in rows] == ["helpsteer2:0", "helpsteer2:4", "helpsteer2:6"]
+    assert rows[0]["meta"]["margin"] == 2.0
