@@ -109,3 +109,13 @@ def test_skywork_config_is_the_recipe():
     assert {s.name for s in cfg.sources} >= {"helpsteer2", "offsetbias", "wildguard"}
     assert cfg.rm_filter.sources == ["wildguard"]
     assert set(cfg.top_k.per_category) == {"math", "code", "other"}
+
+
+def test_curate_and_decontam_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, rmkit.curate, rmkit.curate.cli, rmkit.decontam, rmkit.decontam.cli, "
+            "rmkit.data.sources; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
