@@ -138,3 +138,10 @@ def test_flagged_set_equals_sklearn_reference(mix, shared_data):
     ref = set(((xt @ xb.T).tocsr().getnnz(axis=1) > 0).nonzero()[0].tolist())
     ours = set(NgramIndex.build(bench).match([pair_texts(p) for p in pairs]))
     assert ours == ref and len(ref) == sum(EXPECTED_REMOVED.values())
+
+
+def test_prompt_only_reading_flags_the_same_pairs(mix, tmp_path, monkeypatch, shared_data):
+    _, path = mix
+    report, removed = _run(path, tmp_path, monkeypatch, shared_data, check_rows=False)
+    assert {s: r["removed"] for s, r in report.per_source().items()} == EXPECTED_REMOVED
+    assert all(r["matched"] and r["chosen"] and r["rejected"] for r in removed)

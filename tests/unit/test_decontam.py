@@ -213,3 +213,41 @@ def test_other_formats_in_and_gzip_out(tmp_path):
     rows = [json.loads(x) for x in open(tmp_path / "h.jsonl")]
     assert [r["id"] for r in rows] == ["helpsteer2:0", "helpsteer2:4", "helpsteer2:6"]
     assert rows[0]["meta"]["margin"] == 2.0
+
+
+def test_prefilter_never_drops_a_real_match():
+    """Spacing, case and punctuation adjacency change the characters but not the tokens."""
+    words = BENCH_Q.split()
+    texts = [["PLEASE\twrite a short   story about a\nbrave little toaster who crosses the"],
+             ["please write a short story about a brave little toaster who,crosses the desert"],
+             [" ".join(words[:12])], ["nothing to see here at all, just some words in a row ok"]]
+    for tokens in ("punct", "words"):
+        index = NgramIndex.build(bench(), tokens=tokens)
+        exact = index.match(texts, prefilter=False)
+        assert set(index.match(texts)) == set(exact)
+        assert set(index.prefilter.candidates(texts).tolist()) >= set(exact)
+        assert 0 in exact and 2 not in exact and 3 not in exact
+    assert 1 not in NgramIndex.build(bench()).match(texts)  # "," is a token in "punct" mode
+    assert 1 in NgramIndex.build(bench(), tokens="words").match(texts)
+
+
+def test_check_rows_off_reads_prompts_only(files):
+    tmp, b, t = files
+    lines = t.read_text().splitlines()
+    row = json.loads(lines[30])
+    row["rejected"] = [{"role": "assistant", "content": " "}]  # malformed, but kept
+    lines[30] = json.dumps(row)
+    t.write_text("\n".join(lines) + "\n")
+    cfg = dict(train=str(t), against=[str(b)], removed=str(tmp / "r.jsonl"), workers=1)
+    with pytest.raises(DataError, match="row 30"):
+        decontaminate(DecontamConfig(**cfg, output=str(tmp / "full.jsonl")))
+    report = decontaminate(DecontamConfig(**cfg, output=str(tmp / "fast.jsonl"), check_rows=False))
+    assert (report.kept, report.removed) == (38, 2)
+    assert (tmp / "fast.jsonl").read_text().splitlines() == [
+        x for i, x in enumerate(lines) if i not in (3, 17)]
+    row = json.loads(lines[3])
+    row["chosen"] = []  # malformed and removed: checked in full
+    lines[3] = json.dumps(row)
+    t.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="row 3.*chosen"):
+        decontaminate(DecontamConfig(**cfg, output=str(tmp / "fast.jsonl"), check_rows=False))

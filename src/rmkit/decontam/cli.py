@@ -25,6 +25,8 @@ def decontaminate_cmd(
     column_map: Optional[str] = typer.Option(None, help='JSON, e.g. {"prompt": "question"}'),
     split: Optional[str] = typer.Option(None, help="hub split"),
     errors: str = typer.Option("raise", help="malformed rows: raise | skip (counted)"),
+    check_rows: bool = typer.Option(True, help="parse and check every row in full; "
+                                    "--no-check-rows reads rmkit-written rows up to the prompt"),
     workers: Optional[int] = typer.Option(None, help="worker processes (default: CPUs, max 8)"),
     chunk_size: int = typer.Option(1000, help="pairs per worker task"),
     report: Optional[str] = typer.Option(None, help="report .json (default: next to --output)"),
@@ -39,7 +41,8 @@ def decontaminate_cmd(
         cfg = DecontamConfig(train=train, output=output, removed=removed, against=list(against),
                              ngram=ngram, turns=turns, train_turns=train_turns, tokens=tokens,
                              format=format, column_map=json.loads(column_map) if column_map else None,
-                             split=split, errors=errors, chunk_size=chunk_size, report=report, **kw)
+                             split=split, errors=errors, check_rows=check_rows, chunk_size=chunk_size,
+                             report=report, **kw)
         result = decontaminate(cfg)
     except (DataError, ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)

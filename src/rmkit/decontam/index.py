@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rmkit.decontam.ngrams import pair_texts, tokenizer, window_hashes
+from rmkit.decontam.prefilter import Prefilter
 
 
 @dataclass
@@ -105,6 +106,7 @@ class NgramIndex:
     ids: np.ndarray
     docs: list[dict[str, Any]]
     tables: dict[int, Table]
+    prefilter: Prefilter | None = None  # built on first use (then inherited by forked workers)
 
     @classmethod
     def build(cls, pairs: Iterable[Any], *, ngram: tuple[int, int] = (13, 13), turns: str = "first",
@@ -127,8 +129,10 @@ class NgramIndex:
         for n, h, valid in window_hashes(ids, *ngram):
             if valid.any():
                 tables[n] = _build_table(ids, owner, n, h, valid)
-        return cls(lo=ngram[0], hi=ngram[1], tokens=tokens, vocab=vocab, words=list(vocab), ids=ids,
-                   docs=docs, tables=tables)
+        index = cls(lo=ngram[0], hi=ngram[1], tokens=tokens, vocab=vocab, words=list(vocab),
+                    ids=ids, docs=docs, tables=tables)
+        index.prefilter = Prefilter.build(index) if tables else None
+        return index
 
     @property
     def size(self) -> int:
@@ -139,8 +143,23 @@ class NgramIndex:
         start = int(self.tables[n].starts[entry])
         return " ".join(self.words[i] for i in self.ids[start:start + n])
 
-    def match(self, texts_per_pair: Sequence[Sequence[str]]) -> dict[int, Hit]:
-        """Pairs (by position in the input) that share at least one indexed n-gram."""
+    def match(self, texts_per_pair: Sequence[Sequence[str]], *, prefilter: bool = True
+              ) -> dict[int, Hit]:
+        """Pairs (by position in the input) that share at least one indexed n-gram.
+
+        The character prefilter (prefilter.py) first drops texts that cannot match; the rest are
+        tokenised and matched exactly. `prefilter=False` matches every text (same result)."""
+        if not self.tables:
+            return {}
+        if not prefilter:
+            return self._match_exact(texts_per_pair)
+        if self.prefilter is None:
+            self.prefilter = Prefilter.build(self)
+        cand = self.prefilter.candidates(texts_per_pair).tolist()
+        hits = self._match_exact([texts_per_pair[i] for i in cand])
+        return {cand[j]: hit for j, hit in hits.items()}
+
+    def _match_exact(self, texts_per_pair: Sequence[Sequence[str]]) -> dict[int, Hit]:
         ids, owner = _lookup(self.vocab, texts_per_pair, tokenizer(self.tokens))
         hits: dict[int, Hit] = {}
         for n, h, valid in window_hashes(ids, self.lo, self.hi):

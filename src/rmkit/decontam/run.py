@@ -57,6 +57,9 @@ class DecontamConfig:
     split: str | None = None
     errors: str = "raise"
     """A malformed training row: "raise" (named error, nothing replaced) or "skip" (counted)."""
+    check_rows: bool = True
+    """Parse and check every row in full. False: rows laid out as rmkit writes them are read only up
+    to their prompt (faster); kept rows are then written back unchecked, removed ones checked."""
     workers: int = field(default_factory=default_workers)
     chunk_size: int = 1000
     report: str | None = None
@@ -133,7 +136,7 @@ def decontaminate(cfg: DecontamConfig) -> DecontamReport:
     report = DecontamReport.start(cfg, index, time.perf_counter() - t0)
     report.skipped = skipped
     job = Job(fmt=fmt, file=str(cfg.train), turns=cfg.train_turns or cfg.turns, errors=cfg.errors,
-              column_map=cfg.column_map)
+              column_map=cfg.column_map, check_rows=cfg.check_rows)
     removed_path = cfg.removed or os.devnull
     with atomic_path(cfg.output) as tmp_out, _maybe_atomic(cfg.removed) as tmp_rem:
         with _open(tmp_out, cfg.output.endswith(".gz")) as out, \

@@ -11,6 +11,7 @@ import gzip
 import json
 import multiprocessing as mp
 import os
+import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,6 +48,7 @@ class Job:
     turns: str
     errors: str = "raise"
     column_map: Mapping[str, str] | None = None
+    check_rows: bool = True
 
 
 _INDEX: NgramIndex | None = None
@@ -118,33 +120,56 @@ def _check_messages(value: Any, name: str, first: str | None, last: str | None, 
         raise DataError(f"{name} has no text", **where, field=name)
 
 
+_HEAD = re.compile(r'\{"id": (?:"(?:[^"\\]|\\.)*"|-?\d+), "source": ("(?:[^"\\]|\\.)*"), "prompt": ')
+_DECODER = json.JSONDecoder()
+
+
+def _full_row(raw: Any, job: Job, where: dict) -> tuple[dict, Any]:
+    """(row, line to write back) of a canonical row, parsed and checked in full."""
+    row = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    if not isinstance(row, dict):
+        raise DataError("a row must be a JSON object", **where)
+    if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected")) is list):
+        row = PreferencePair.from_dict(row, file=where["file"], row=where["row"]).to_dict()
+        raw = None  # strings in place of message lists: written back canonical
+    _check_messages(row.get("prompt"), "prompt", None, "user", where)
+    _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
+    _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
+    return row, raw.rstrip() if isinstance(raw, (str, bytes)) else None
+
+
+def _prompt_only(raw: Any, where: dict) -> dict | None:
+    """check_rows=False: only the source and prompt of a row laid out as rmkit writes it (id,
+    source, prompt first); None for any other layout (then it is parsed in full)."""
+    line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    m = _HEAD.match(line) if isinstance(line, str) else None
+    if m is None:
+        return None
+    prompt, _ = _DECODER.raw_decode(line, m.end())
+    _check_messages(prompt, "prompt", None, "user", where)
+    return {"source": json.loads(m.group(1)), "prompt": prompt, "_partial": True}
+
+
+def _parse_one(job: Job, raw: Any, where: dict, lazy: bool) -> tuple[dict, Any]:
+    try:
+        row = _prompt_only(raw, where) if lazy else None
+        return (row, raw.rstrip()) if row is not None else _full_row(raw, job, where)
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg}", **where) from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 ({e.reason})", **where) from e
+
+
 def _canonical_rows(job: Job, records: list[tuple[int, Any]], out: ChunkResult) -> list[tuple]:
-    """(row dict, raw line) of canonical rows, checked with plain type tests (no objects built)."""
-    rows = []
+    """(row dict, raw line, where) of canonical rows, checked with plain type tests."""
+    rows, lazy = [], not job.check_rows and job.turns != "all"
     for index, raw in records:
         where = {"file": job.file, "row": index}
         try:
-            row = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-            if not isinstance(row, dict):
-                raise DataError("a row must be a JSON object", **where)
-            if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected"))
-                    is list):
-                row = PreferencePair.from_dict(row, file=job.file, row=index).to_dict()
-                raw = None  # strings in place of message lists: written back canonical
-            _check_messages(row.get("prompt"), "prompt", None, "user", where)
-            _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
-            _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            e = DataError(f"invalid JSON: {e.msg}" if isinstance(e, json.JSONDecodeError)
-                          else f"not valid UTF-8 ({e.reason})", **where)
-            if not _skip(job, e, index, out):
-                break
-            continue
+            rows.append((*_parse_one(job, raw, where, lazy), where))
         except DataError as e:
             if not _skip(job, e, index, out):
                 break
-            continue
-        rows.append((row, raw.rstrip() if isinstance(raw, (str, bytes)) else None))
     return rows
 
 
@@ -160,13 +185,20 @@ def _run_canonical(job: Job, records: list[tuple[int, Any]], index: NgramIndex) 
     """Canonical rows: kept lines are written back as read (they are canonical already)."""
     out = ChunkResult()
     rows = _canonical_rows(job, records, out)
-    hits = index.match([pair_texts(r, job.turns) for r, _ in rows])
-    for i, (row, raw) in enumerate(rows):
+    hits = index.match([pair_texts(r, job.turns) for r, _, _ in rows])
+    for i, (row, raw, where) in enumerate(rows):
         source, hit = str(row.get("source", "")), hits.get(i)
         if hit is None:
             out.kept.append(raw if raw is not None else json.dumps(row, ensure_ascii=False))
             out.counts[(source, "kept")] += 1
             continue
+        if row.get("_partial"):  # a removed row is written in full: parse and check it now
+            try:
+                row, _ = _parse_one(job, raw, where, lazy=False)
+            except DataError as e:
+                if not _skip(job, e, where["row"], out):
+                    break
+                continue
         removed = {**row, **_match_fields(hit, index)}
         out.removed.append(json.dumps(removed, ensure_ascii=False))
         out.counts[(source, "removed")] += 1
