@@ -4,9 +4,10 @@ If a training text shares a benchmark n-gram g = (t1 .. tn), then the text, lowe
 whitespace removed (for tokens="words": with every non-word character removed), contains the
 concatenation t1 t2 .. tn, because consecutive tokens are only ever separated by characters that
 removal deletes. So it contains the first K characters of that concatenation. The prefilter keeps one
-such K-character key per benchmark n-gram (K = 24, or the whole concatenation when shorter) and
-passes a text when any of its K-character windows is a key: a necessary condition, checked with
-numpy over a whole chunk. Hash collisions only let extra texts through to the exact matcher.
+such key per benchmark n-gram (K = 24, or the length of the shortest concatenation when shorter)
+and passes a text when any of its K-character windows is a key: a necessary condition, checked
+with numpy over a whole chunk (a sum of per-character random values over each window, a bitmap,
+then the sorted keys). Hash collisions only let extra texts through to the exact matcher.
 
     pre = Prefilter.build(index)
     maybe = pre.candidates(texts_per_pair)   # positions of pairs that may match
@@ -51,11 +52,6 @@ def _windows(prefix: np.ndarray, k: int) -> np.ndarray:
     return prefix[k:] - prefix[:-k]
 
 
-def window_hashes(text: str, k: int) -> np.ndarray:
-    """The hash of every k-character window of `text`, in order."""
-    return _windows(_prefix(text), k)
-
-
 def strip(text: str, tokens: str) -> str:
     """Lowercase; drop whitespace ("punct") or every non-word character ("words")."""
     if tokens == "punct":
@@ -78,11 +74,12 @@ class Prefilter:
         joined = ["".join(index.words[i] for i in index.ids[s:s + n])
                   for s in index.tables[n].starts.tolist()]
         short = min(len(j) for j in joined)
-        by_len: dict[int, list[int]] = {}
-        for j in joined:
-            k = LONG_KEY if len(j) >= LONG_KEY else short
-            by_len.setdefault(k, []).append(int(window_hashes(j[:k], k)[0]))
-        keys = {k: np.unique(np.asarray(v, dtype=np.uint64)) for k, v in by_len.items()}
+        cut = [j[:LONG_KEY] if len(j) >= LONG_KEY else j[:short] for j in joined]
+        ends = np.cumsum([len(c) for c in cut])
+        prefix = _prefix("".join(cut))  # each key's hash: a difference of prefix sums
+        hashes = prefix[ends] - prefix[ends - [len(c) for c in cut]]
+        lengths = np.asarray([len(c) for c in cut])
+        keys = {int(k): np.unique(hashes[lengths == k]) for k in np.unique(lengths)}
         bitmaps = {}
         for k, h in keys.items():
             bitmaps[k] = np.zeros(1 << BITS, dtype=bool)
