@@ -69,11 +69,15 @@ def parse_ngram_range(value: Any) -> tuple[int, int]:
 
 
 def _messages(pair: Any, part: str) -> Sequence[Any]:
-    return pair[part] if isinstance(pair, Mapping) else getattr(pair, part)
+    if type(pair) is dict or isinstance(pair, Mapping):  # type() first: typing's check is slow
+        return pair[part]
+    return getattr(pair, part)
 
 
 def _role_content(m: Any) -> tuple[str, str]:
-    return (m["role"], m["content"]) if isinstance(m, Mapping) else (m.role, m.content)
+    if type(m) is dict or isinstance(m, Mapping):
+        return m["role"], m["content"]
+    return m.role, m.content
 
 
 def pair_texts(pair: Any, turns: str = "first") -> list[str]:
