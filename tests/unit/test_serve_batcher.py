@@ -12,10 +12,11 @@ import threading
 
 import pytest
 
-from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
-from rmkit.serve.config import ServeConfig
-from rmkit.serve.metrics import Counter, Histogram, ServerMetrics
-from rmkit.serve.state import prob_first_better, rank_order
+pytest.importorskip("fastapi")
+from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown  # noqa: E402
+from rmkit.serve.config import ServeConfig  # noqa: E402
+from rmkit.serve.metrics import Counter, Histogram, ServerMetrics  # noqa: E402
+from rmkit.serve.state import prob_first_better, rank_order  # noqa: E402
 
 
 class Recorder:
@@ -123,6 +124,22 @@ def test_close_finishes_queued_work_then_refuses():
         return await first, await queued
 
     assert run(main()) == ([1.0], [3.0])
+
+
+def test_close_that_times_out_fails_held_and_queued_requests_instead_of_hanging():
+    async def main():
+        rec = Recorder(hold_first=True)
+        b, first = await _held(rec)
+        queued = asyncio.create_task(b.submit([[3]]))
+        while b.queued < 1:
+            await asyncio.sleep(0)
+        await b.close(timeout=0.01)  # the gate stays shut, so this always times out
+        results = await asyncio.gather(first, queued, return_exceptions=True)
+        rec.gate.set()
+        return results
+
+    results = run(main())
+    assert [type(r) for r in results] == [ShuttingDown, ShuttingDown]
 
 
 def test_a_failed_call_fails_every_request_in_it_and_the_worker_lives_on():

@@ -153,10 +153,14 @@ class MicroBatcher:
         self.in_flight, self._last_jobs = len(flat), len(batch)
         try:
             rewards = await asyncio.get_running_loop().run_in_executor(self._executor, self.score_fn, flat)
-        except Exception as e:  # noqa: BLE001 - every waiting request learns of the failure
+        except BaseException as e:  # noqa: BLE001 - every waiting request learns of the failure
+            cancelled = not isinstance(e, Exception)  # shutdown gave up on this call
+            error = ShuttingDown("the server stopped before this request was scored") if cancelled else e
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(e)
+                    job.future.set_exception(error)
+            if cancelled:
+                raise
             return
         finally:
             self.in_flight = 0
