@@ -44,3 +44,17 @@ def test_packed_rewards_match_scorer():
     with torch.no_grad():
         packed = RewardForward(model)(model, collate_packed(SEQS, tok.pad_token_id, 10_000))
     torch.testing.assert_close(packed, torch.tensor(scorer.score_ids(SEQS)), atol=1e-5, rtol=1e-5)
+
+
+def test_rewards_fp32_under_bf16_autocast():
+    tok = build_tokenizer("llama3")
+    model = build_model("llama", tok)
+    fwd = RewardForward(model)
+    batch = collate_packed(SEQS, tok.pad_token_id)
+    with torch.no_grad():
+        ref = fwd(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = fwd(model, batch)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, ref, atol=0.1, rtol=0.05)
+    assert not torch.equal(mixed, mixed.bfloat16().float())  # not rounded to bf16

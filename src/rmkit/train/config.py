@@ -45,7 +45,7 @@ class TrainConfig:
     """Held-out sources. Empty: hold out `eval_size` pairs of `data` (whole prompts, seeded)."""
     eval_size: int = 0
     max_train_pairs: int | None = None
-    """Use at most this many training pairs (after the held-out split; seeded choice)."""
+    """Use at most this many training pairs (after the held-out split and the length policy; seeded)."""
     rewardbench_eval: int = 0
     """Also evaluate on a stratified RewardBench v1 subsample of this many pairs (0 = off)."""
     margin_key: str | None = None

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from rmkit.models.load import check_config, choose_attention, load_tokenizer, resolve_name
 
@@ -85,17 +86,33 @@ def attention_of(model) -> str | None:
     return getattr(cfg, "_attn_implementation", None)
 
 
+def head_linear(model) -> torch.nn.Module | None:
+    """The Linear that computes rewards: `score`, or the trained copy inside peft's modules_to_save."""
+    head = score_module(model)
+    if head is not None and hasattr(head, "modules_to_save"):
+        active = head.active_adapter
+        head = head.modules_to_save[active if isinstance(active, str) else active[0]]
+    return head
+
+
 class RewardForward:
-    """Per-sequence fp32 rewards of a collated batch (padded or packed) from the model's forward."""
+    """Per-sequence fp32 rewards of a collated batch (padded or packed) from the model's forward.
+
+    A forward hook on the score Linear recomputes its output in fp32 outside autocast (so bf16 mixed
+    precision does not round rewards to 8 bits) and keeps it; rewards are read at `rows`, `cols`.
+    """
 
     def __init__(self, model):
-        self.head = score_module(model)
+        self.head = head_linear(model)
         self.out: torch.Tensor | None = None
         if self.head is not None:
-            self.head.register_forward_hook(self._keep)
+            self.head.register_forward_hook(self._fp32_and_keep)
 
-    def _keep(self, module, inputs, output):
-        self.out = output
+    def _fp32_and_keep(self, module, inputs, output):
+        with torch.autocast(device_type=inputs[0].device.type, enabled=False):
+            bias = None if module.bias is None else module.bias.float()
+            self.out = F.linear(inputs[0].float(), module.weight.float(), bias)
+        return self.out
 
     def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = next(model.parameters()).device
@@ -108,7 +125,7 @@ class RewardForward:
                 raise ValueError("this model has no `score` head; train it with packing=off")
             return result.logits[:, 0].float()
         rows, cols = batch["rows"].to(device), batch["cols"].to(device)
-        rewards = self.out[rows, cols, 0].float()
+        rewards = self.out[rows, cols, 0]
         self.out = None
         return rewards
 

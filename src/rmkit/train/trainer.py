@@ -79,9 +79,9 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list, evaluation.EvalSet, dict]
         skipped.update({f"eval_{k}": v for k, v in held_skipped.items()})
     else:
         pairs, held = heldout_split(pairs, cfg.eval_size, cfg.seed)
-    pairs = sample(pairs, cfg.max_train_pairs, cfg.seed)
     train, train_stats = encode_pairs(tok, pairs, max_length=cfg.max_length, policy=cfg.truncation,
                                       margin_key=cfg.margin_key)
+    train = sample(train, cfg.max_train_pairs, cfg.seed)
     evalset = evaluation.EvalSet.build(cfg, tok, held)
     stats = {"rows_skipped": dict(skipped), "train": dict(train_stats), "eval": evalset.stats,
              "train_pairs": len(train), "eval_pairs": len(evalset.pairs)}

