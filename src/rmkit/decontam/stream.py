@@ -1,6 +1,6 @@
 """Streaming the training side through worker processes, in order, with bounded memory.
 
-The main process reads raw records (a jsonl line, or a row dict) in chunks and keeps at most
+The main process reads raw records (a jsonl line as bytes, or a row dict) in chunks and keeps at most
 `2 × workers` chunks in flight; each worker parses its chunk with the source's parser, matches it
 against the index it inherited, and returns finished output lines plus counts. Nothing grows with
 the training set except the output files themselves.
