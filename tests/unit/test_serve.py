@@ -102,7 +102,7 @@ def test_metrics_prometheus_text(scorer):
     assert 'rmkit_requests_total{endpoint="/v1/rewards",status="200"} 1' in lines
     assert 'rmkit_requests_total{endpoint="/v1/rewards",status="422"} 1' in lines
     assert 'rmkit_requests_total{endpoint="other",status="404"} 1' in lines
-    assert "rmkit_batch_size_sum 2" in lines and "rmkit_batch_size_count 1" in lines
+    assert "rmkit_batch_size_sum 2" in lines and "rmkit_conversations_scored_total 2" in lines
     assert "rmkit_request_latency_seconds_count 2" in lines and "rmkit_queue_depth 0" in lines
     assert "# TYPE rmkit_batch_size histogram" in lines
 

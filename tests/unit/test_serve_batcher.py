@@ -20,18 +20,18 @@ from rmkit.serve.state import prob_first_better, rank_order  # noqa: E402
 
 
 class Recorder:
-    """score_fn: reward = sum of ids; records call sizes; the first call can be held on a gate."""
+    """score_fn: reward = sum of ids; records call sizes; calls numbered in `hold` wait on the gate."""
 
-    def __init__(self, hold_first: bool = False, fail: bool = False):
+    def __init__(self, hold_first: bool = False, fail: bool = False, hold: tuple[int, ...] = ()):
         self.calls: list[int] = []
         self.gate, self.entered = threading.Event(), threading.Event()
-        self.hold_first, self.fail = hold_first, fail
-        if not hold_first:
-            self.gate.set()
+        self.hold = set(hold) | ({0} if hold_first else set())
+        self.fail = fail
 
     def __call__(self, seqs):
-        self.entered.set()
-        self.gate.wait(10)
+        if len(self.calls) in self.hold:
+            self.entered.set()
+            self.gate.wait(10)
         self.calls.append(len(seqs))
         if self.fail:
             raise RuntimeError("model exploded")
@@ -68,11 +68,11 @@ def test_requests_waiting_during_a_call_share_the_next_call():
     assert out[0] == [1.0] and out[1:] == [[float(i), float(i + 1)] for i in range(2, 7)]
 
 
-def test_token_budget_and_batch_size_split_gathered_requests():
+def test_a_pool_is_sorted_by_length_into_token_budget_forwards():
     async def main():
         rec = Recorder(hold_first=True)
         b, first = await _held(rec, batch_tokens=12, max_batch_size=3)
-        rest = [asyncio.create_task(b.submit([[1] * 4])) for _ in range(5)]
+        rest = [asyncio.create_task(b.submit([[1] * n])) for n in (4, 2, 4, 3, 4)]
         rest.append(asyncio.create_task(b.submit([[1] * 20])))  # over budget alone: still scored
         while b.queued < 6:
             await asyncio.sleep(0)
@@ -82,8 +82,27 @@ def test_token_budget_and_batch_size_split_gathered_requests():
         return rec.calls, out
 
     calls, out = run(main())
-    assert calls == [1, 3, 2, 1]  # 3×4 tokens fill the budget of 12; the long one rides alone
-    assert out[-1] == [20.0]
+    # one pool, longest first: [20] alone, then 4,4,4 (3 x 4 = 12 tokens), then 3,2
+    assert calls == [1, 1, 3, 2]
+    assert out[1:] == [[4.0], [2.0], [4.0], [3.0], [4.0], [20.0]]
+
+
+def test_a_request_is_answered_while_the_rest_of_its_pool_is_scored():
+    async def main():
+        rec = Recorder(hold=(1,))  # the pool's second forward waits on the gate
+        b = MicroBatcher(rec, max_queue=8, batch_tokens=12, max_batch_size=4)
+        short = asyncio.create_task(b.submit([[1, 1]]))
+        long = asyncio.create_task(b.submit([[2] * 10]))
+        await asyncio.sleep(0)
+        await b.start()  # both are waiting: one pool, two forwards, the long one first
+        done = await asyncio.wait_for(long, 10)
+        held = short.done()
+        rec.gate.set()
+        out = await short
+        await b.close()
+        return done, held, out
+
+    assert run(main()) == ([20.0], False, [2.0])
 
 
 def test_a_full_queue_refuses_and_recovers():
@@ -171,7 +190,7 @@ def test_an_idle_request_does_not_wait_for_the_window():
 def test_under_load_the_window_gathers_until_the_batch_is_full():
     async def main():
         rec = Recorder(hold_first=True)
-        b, first = await _held(rec, max_batch_size=2, max_wait_ms=3.6e6)
+        b, first = await _held(rec, max_batch_size=2, max_wait_ms=3.6e6, pool_batches=1)
         two = [asyncio.create_task(b.submit([[i]])) for i in (2, 3)]
         while b.queued < 2:
             await asyncio.sleep(0)

@@ -6,12 +6,13 @@
     await batcher.close()                                   # finishes what is queued, then stops
 
 One worker task takes the oldest request, then everything else already waiting (and, when clients are
-concurrent, whatever arrives within `max_wait_ms`) until the padded-token budget or `max_batch_size` is
-reached, and runs
-ONE `score_fn` call on a single dedicated thread, so the event loop keeps answering /health. While a
-call runs, new requests queue up and form the next batch. The queue is bounded in conversations:
-`submit` raises `QueueFull` rather than letting memory and latency grow without bound. An idle server
-never waits: a lone request is scored as soon as it arrives.
+concurrent, whatever arrives within `max_wait_ms`) into a pool of up to `pool_batches` forwards' worth
+of tokens. The pool is sorted by length into token-budget batches (`batch_tokens` padded tokens, at
+most `max_batch_size` sequences), so a batch pads little; each batch is ONE `score_fn` call on a
+single dedicated thread (the event loop keeps answering /health), and a request is answered as soon
+as all of its sequences are scored. While a call runs, new requests queue up and form the next pool.
+The queue is bounded in conversations: `submit` raises `QueueFull` rather than letting memory and
+latency grow without bound. An idle server never waits: a lone request is scored as soon as it arrives.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
+
+from rmkit.score.batching import token_budget_batches
 
 ScoreFn = Callable[[Sequence[list[int]]], list[float]]
 
@@ -36,17 +39,18 @@ class ShuttingDown(RuntimeError):
 class _Job:
     seqs: list[list[int]]
     future: asyncio.Future
-    width: int = field(init=False)
+    tokens: int = field(init=False)
 
     def __post_init__(self):
-        self.width = max((len(s) for s in self.seqs), default=0)
+        self.tokens = sum(len(s) for s in self.seqs)
 
 
 class MicroBatcher:
     def __init__(self, score_fn: ScoreFn, *, max_queue: int, batch_tokens: int, max_batch_size: int,
-                 max_wait_ms: float = 2.0, on_batch: Callable[[int], None] | None = None):
+                 max_wait_ms: float = 2.0, pool_batches: int = 4, on_batch: Callable[[int], None] | None = None):
         self.score_fn = score_fn
         self.max_queue, self.batch_tokens, self.max_batch_size = max_queue, batch_tokens, max_batch_size
+        self.pool_tokens, self.pool_size = batch_tokens * pool_batches, max_batch_size * pool_batches
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch or (lambda n: None)
         self._pending: deque[_Job] = deque()
@@ -110,8 +114,8 @@ class MicroBatcher:
                 await self._score(batch)
 
     async def _gather(self) -> list[_Job]:
-        """Oldest job first, then whatever fits the budget. Under concurrent load (the previous call
-        held several requests), wait up to max_wait for more while the budget has room."""
+        """Oldest job first, then whatever fits the pool. Under concurrent load (the previous pool
+        held several requests), wait up to max_wait for more while the pool has room."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         batch: list[_Job] = []
@@ -129,31 +133,46 @@ class MicroBatcher:
                 pass
 
     def _room(self, batch: list[_Job]) -> bool:
-        n = sum(len(j.seqs) for j in batch)
-        width = max((j.width for j in batch), default=0)
-        return n < self.max_batch_size and (n + 1) * max(width, 1) <= self.batch_tokens
+        n, tokens = sum(len(j.seqs) for j in batch), sum(j.tokens for j in batch)
+        return n < self.pool_size and tokens < self.pool_tokens
 
     def _take_fitting(self, batch: list[_Job]) -> None:
-        n = sum(len(j.seqs) for j in batch)
-        width = max((j.width for j in batch), default=0)
+        n, tokens = sum(len(j.seqs) for j in batch), sum(j.tokens for j in batch)
         while self._pending:
             job = self._pending[0]
-            new_n, new_w = n + len(job.seqs), max(width, job.width)
-            if batch and (new_n > self.max_batch_size or new_n * new_w > self.batch_tokens):
-                return  # the first job always goes, even alone over budget (score_fn splits it)
+            new_n, new_tokens = n + len(job.seqs), tokens + job.tokens
+            if batch and (new_n > self.pool_size or new_tokens > self.pool_tokens):
+                return  # the first job always goes, even alone over the pool limits
             self._pending.popleft()
             self.queued -= len(job.seqs)
             if job.future.done():  # the client went away
                 continue
             batch.append(job)
-            n, width = new_n, new_w
+            n, tokens = new_n, new_tokens
 
     async def _score(self, batch: list[_Job]) -> None:
+        """Sort the pool by length into token-budget forwards; answer each request once all of its
+        sequences are scored, without waiting for the rest of the pool."""
         flat = [s for job in batch for s in job.seqs]
-        self.in_flight, self._last_jobs = len(flat), len(batch)
+        owner = [k for k, job in enumerate(batch) for _ in job.seqs]
+        rewards: list[float] = [0.0] * len(flat)
+        left = [len(job.seqs) for job in batch]
+        self._last_jobs = len(batch)
+        for group in token_budget_batches([len(s) for s in flat], self.batch_tokens, self.max_batch_size):
+            if not await self._forward(batch, flat, group, rewards):
+                return
+            for i in group:
+                left[owner[i]] -= 1
+                if left[owner[i]] == 0:
+                    self._resolve(batch, owner, owner[i], rewards)
+
+    async def _forward(self, batch: list[_Job], flat, group: list[int], rewards: list[float]) -> bool:
+        """One score_fn call on the dedicated thread; on failure every request of the pool learns of it."""
+        self.in_flight = len(group)
         try:
-            rewards = await asyncio.get_running_loop().run_in_executor(self._executor, self.score_fn, flat)
-        except BaseException as e:  # noqa: BLE001 - every waiting request learns of the failure
+            out = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.score_fn, [flat[i] for i in group])
+        except BaseException as e:  # noqa: BLE001
             cancelled = not isinstance(e, Exception)  # shutdown gave up on this call
             error = ShuttingDown("the server stopped before this request was scored") if cancelled else e
             for job in batch:
@@ -161,16 +180,20 @@ class MicroBatcher:
                     job.future.set_exception(error)
             if cancelled:
                 raise
-            return
+            return False
         finally:
             self.in_flight = 0
-        self.on_batch(len(flat))
-        start = 0
-        for job in batch:
-            part = rewards[start:start + len(job.seqs)]
-            start += len(job.seqs)
-            if not job.future.done():
-                job.future.set_result(part)
+        self.on_batch(len(group))
+        for i, r in zip(group, out):
+            rewards[i] = r
+        return True
+
+    @staticmethod
+    def _resolve(batch: list[_Job], owner: list[int], k: int, rewards: list[float]) -> None:
+        start = owner.index(k)
+        job = batch[k]
+        if not job.future.done():
+            job.future.set_result(rewards[start:start + len(job.seqs)])
 
     def _fail_pending(self, error: Exception) -> None:
         while self._pending:

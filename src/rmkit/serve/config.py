@@ -34,13 +34,16 @@ class ServeConfig:
     """Padded tokens gathered into one scoring call; None = the scorer's batch_tokens."""
     max_batch_size: int | None = None
     """Most conversations in one scoring call; None = the scorer's max_batch_size."""
+    pool_batches: int = 4
+    """How many forwards' worth of waiting requests one gather may take; they are sorted by length into
+    batches of `batch_tokens`, which cuts padding when request lengths vary."""
     retry_after_s: int = 1
     """Seconds sent in Retry-After with a 503."""
     graceful_timeout_s: float = 30.0
     """How long shutdown waits for the requests in flight before giving up on them."""
 
     def __post_init__(self):
-        for name in ("max_body_bytes", "max_conversations", "max_queue", "retry_after_s"):
+        for name in ("max_body_bytes", "max_conversations", "max_queue", "retry_after_s", "pool_batches"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("max_tokens", "batch_tokens", "max_batch_size"):

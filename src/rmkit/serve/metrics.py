@@ -104,12 +104,12 @@ class ServerMetrics:
     def __init__(self):
         self.requests = Counter("rmkit_requests_total", "HTTP requests by endpoint and status code.")
         self.scored = Counter("rmkit_conversations_scored_total", "Conversations and texts scored.")
-        self.batch_size = Histogram("rmkit_batch_size", "Conversations per scoring call (one dynamic batch).",
+        self.batch_size = Histogram("rmkit_batch_size", "Conversations per forward (one dynamic batch).",
                                     BATCH_BUCKETS)
         self.latency = Histogram("rmkit_request_latency_seconds",
                                  "Latency of scoring requests, from first byte to response.", LATENCY_BUCKETS)
         self.queue_depth = Gauge("rmkit_queue_depth", "Conversations waiting to be scored.")
-        self.in_flight = Gauge("rmkit_batch_in_flight", "Conversations in the scoring call now running.")
+        self.in_flight = Gauge("rmkit_batch_in_flight", "Conversations in the forward now running.")
 
     def bind_queue(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         self.queue_depth.read, self.in_flight.read = depth, in_flight

@@ -35,7 +35,8 @@ class ServerState:
         self.batcher = MicroBatcher(scorer.score_ids, max_queue=config.max_queue,
                                     batch_tokens=config.batch_tokens or sc.batch_tokens,
                                     max_batch_size=config.max_batch_size or sc.max_batch_size,
-                                    max_wait_ms=config.max_wait_ms, on_batch=self._on_batch)
+                                    max_wait_ms=config.max_wait_ms, pool_batches=config.pool_batches,
+                                    on_batch=self._on_batch)
         self.metrics.bind_queue(lambda: self.batcher.queued, lambda: self.batcher.in_flight)
 
     def _on_batch(self, n: int) -> None:
