@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-tokens", type=int, default=2048, help="rmkit serve --batch-tokens")
     p.add_argument("--max-queue", type=int, default=32,
                    help="rmkit serve --max-queue: about 3 s of work on 2 shared CPU cores")
+    p.add_argument("--pool-batches", type=int, default=2, help="rmkit serve --pool-batches")
     p.add_argument("--overload-factor", type=float, default=4.0)
     p.add_argument("--overload-seconds", type=float, default=30.0)
     p.add_argument("--threads", type=int, default=1,
@@ -206,7 +207,8 @@ def servers(args, model_path: str, ports: tuple[int, int]) -> dict[str, list[str
     rmkit = [py, "-m", "rmkit.cli", "serve", "--model", args.model, "--port", str(ports[0]),
              "--dtype", args.dtype, "--device", "cpu", "--batch-tokens", str(args.batch_tokens),
              "--max-batch-size", "64", "--max-queue", str(args.max_queue),
-             "--max-conversations", str(min(256, args.max_queue)), "--log-level", "warning"]
+             "--max-conversations", str(min(256, args.max_queue)), "--pool-batches", str(args.pool_batches),
+             "--log-level", "warning"]
     base = [py, str(ROOT / "bench" / "serve_rm_baseline.py"), "--model", model_path, "--port", str(ports[1])]
     return {"rmkit": rmkit, "baseline": base + (["--bf16"] if args.dtype == "bfloat16" else [])}
 

@@ -71,7 +71,7 @@ def test_requests_waiting_during_a_call_share_the_next_call():
 def test_a_pool_is_sorted_by_length_into_token_budget_forwards():
     async def main():
         rec = Recorder(hold_first=True)
-        b, first = await _held(rec, batch_tokens=12, max_batch_size=3)
+        b, first = await _held(rec, batch_tokens=12, max_batch_size=3, pool_batches=4)
         rest = [asyncio.create_task(b.submit([[1] * n])) for n in (4, 2, 4, 3, 4)]
         rest.append(asyncio.create_task(b.submit([[1] * 20])))  # over budget alone: still scored
         while b.queued < 6:
@@ -82,8 +82,9 @@ def test_a_pool_is_sorted_by_length_into_token_budget_forwards():
         return rec.calls, out
 
     calls, out = run(main())
-    # one pool, longest first: [20] alone, then 4,4,4 (3 x 4 = 12 tokens), then 3,2
-    assert calls == [1, 1, 3, 2]
+    # one pool cut by length into [20] (alone), [4, 4, 4] (3 x 4 = 12 tokens) and [3, 2], run in the
+    # order of their oldest request: [4, 4, 4] holds the first request, [3, 2] the second
+    assert calls == [1, 3, 2, 1]
     assert out[1:] == [[4.0], [2.0], [4.0], [3.0], [4.0], [20.0]]
 
 
@@ -91,18 +92,18 @@ def test_a_request_is_answered_while_the_rest_of_its_pool_is_scored():
     async def main():
         rec = Recorder(hold=(1,))  # the pool's second forward waits on the gate
         b = MicroBatcher(rec, max_queue=8, batch_tokens=12, max_batch_size=4)
-        short = asyncio.create_task(b.submit([[1, 1]]))
-        long = asyncio.create_task(b.submit([[2] * 10]))
+        first = asyncio.create_task(b.submit([[1, 1]]))
+        second = asyncio.create_task(b.submit([[2] * 10]))  # too long to share a 12-token forward
         await asyncio.sleep(0)
-        await b.start()  # both are waiting: one pool, two forwards, the long one first
-        done = await asyncio.wait_for(long, 10)
-        held = short.done()
+        await b.start()  # both are waiting: one pool, two forwards, the oldest request's first
+        done = await asyncio.wait_for(first, 10)
+        held = second.done()
         rec.gate.set()
-        out = await short
+        out = await second
         await b.close()
-        return done, held, out
+        return done, held, out, rec.calls
 
-    assert run(main()) == ([20.0], False, [2.0])
+    assert run(main()) == ([2.0], False, [20.0], [1, 1])
 
 
 def test_a_full_queue_refuses_and_recovers():

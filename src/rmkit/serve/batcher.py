@@ -8,7 +8,8 @@
 One worker task takes the oldest request, then everything else already waiting (and, when clients are
 concurrent, whatever arrives within `max_wait_ms`) into a pool of up to `pool_batches` forwards' worth
 of tokens. The pool is sorted by length into token-budget batches (`batch_tokens` padded tokens, at
-most `max_batch_size` sequences), so a batch pads little; each batch is ONE `score_fn` call on a
+most `max_batch_size` sequences), so a batch pads little; batches run in the order of their oldest
+request, and each is ONE `score_fn` call on a
 single dedicated thread (the event loop keeps answering /health), and a request is answered as soon
 as all of its sequences are scored. While a call runs, new requests queue up and form the next pool.
 The queue is bounded in conversations: `submit` raises `QueueFull` rather than letting memory and
@@ -47,7 +48,7 @@ class _Job:
 
 class MicroBatcher:
     def __init__(self, score_fn: ScoreFn, *, max_queue: int, batch_tokens: int, max_batch_size: int,
-                 max_wait_ms: float = 2.0, pool_batches: int = 4, on_batch: Callable[[int], None] | None = None):
+                 max_wait_ms: float = 2.0, pool_batches: int = 2, on_batch: Callable[[int], None] | None = None):
         self.score_fn = score_fn
         self.max_queue, self.batch_tokens, self.max_batch_size = max_queue, batch_tokens, max_batch_size
         self.pool_tokens, self.pool_size = batch_tokens * pool_batches, max_batch_size * pool_batches
@@ -158,7 +159,9 @@ class MicroBatcher:
         rewards: list[float] = [0.0] * len(flat)
         left = [len(job.seqs) for job in batch]
         self._last_jobs = len(batch)
-        for group in token_budget_batches([len(s) for s in flat], self.batch_tokens, self.max_batch_size):
+        groups = token_budget_batches([len(s) for s in flat], self.batch_tokens, self.max_batch_size)
+        groups.sort(key=lambda g: min(owner[i] for i in g))  # the batch holding the oldest request first
+        for group in groups:
             if not await self._forward(batch, flat, group, rewards):
                 return
             for i in group:

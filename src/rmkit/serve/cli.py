@@ -41,7 +41,7 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
               max_batch_size: int = typer.Option(64, "--max-batch-size", help="conversations per forward"),
               max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="batching window under load"),
               max_queue: int = typer.Option(1024, "--max-queue", help="conversations waiting before 503"),
-              pool_batches: int = typer.Option(4, "--pool-batches", help="forwards per length-sorted pool"),
+              pool_batches: int = typer.Option(2, "--pool-batches", help="forwards per length-sorted pool"),
               max_conversations: int = typer.Option(256, "--max-conversations", help="per request"),
               max_body_bytes: int = typer.Option(8 << 20, "--max-body-bytes"),
               graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", help="seconds to finish in flight"),

@@ -34,7 +34,7 @@ class ServeConfig:
     """Padded tokens gathered into one scoring call; None = the scorer's batch_tokens."""
     max_batch_size: int | None = None
     """Most conversations in one scoring call; None = the scorer's max_batch_size."""
-    pool_batches: int = 4
+    pool_batches: int = 2
     """How many forwards' worth of waiting requests one gather may take; they are sorted by length into
     batches of `batch_tokens`, which cuts padding when request lengths vary."""
     retry_after_s: int = 1
