@@ -140,8 +140,8 @@ def measured(method: str, train: Path, out: Path, workers: int) -> dict:
     import psutil
 
     result = out / f"{method}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--train", str(train), "--out", str(out),
-           "--workers", str(workers), "--result", str(result)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--train", str(train),
+           "--out", str(out), "--workers", str(workers), "--result", str(result)]
     proc = subprocess.Popen(cmd)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
