@@ -132,6 +132,8 @@ def _full_row(raw: Any, job: Job, where: dict) -> tuple[dict, Any]:
     if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected")) is list):
         row = PreferencePair.from_dict(row, file=where["file"], row=where["row"]).to_dict()
         raw = None  # strings in place of message lists: written back canonical
+    elif "id" not in row:
+        row, raw = {"id": str(where["row"]), **row}, None  # as PreferencePair.from_dict names it
     _check_messages(row.get("prompt"), "prompt", None, "user", where)
     _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
     _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
