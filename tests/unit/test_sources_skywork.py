@@ -46,7 +46,7 @@ def test_helpsteer2_counts_ties_and_names_bad_rows(tmp_path):
     assert (e.value.row, e.value.field) == (1, "helpfulness") and str(bad) in str(e.value)
 
 
-def test_offsetbias_label_picks_chosen_and_llmbar_layout():
+def test_offsetbias_label_picks_chosen():
     pairs = load_pairs(FIX / "offsetbias.jsonl")
     assert [p.chosen[0].content for p in pairs] == [
         "Distance learning is harder than in-person classes.", "Red, yellow and blue.", "Modern."]
