@@ -167,28 +167,35 @@ def epoch_losses(hist: list[dict], steps_per_epoch: int) -> list[float]:
     return out
 
 
-def say_plainly(trained: bool, rows: dict, ft: dict, test: dict) -> None:
-    h0, h1 = rows["default (untrained)"]["heldout"], rows["after the demo fine-tune"]["heldout"]
+def _ci(h: dict) -> str:
+    return f"{pct(h['accuracy']).strip()}% (95% CI {pct(h['ci95'][0]).strip()}-{pct(h['ci95'][1]).strip()}, n={h['n']})"
+
+
+def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict) -> None:
+    h0, h1, ep = default["heldout"], tuned["heldout"], ft["epochs"]
     print("\nWhat this shows, plainly:")
     if not trained:
         print("- The default reward model is UNTRAINED: SmolLM2-135M-Instruct with a random score head. No adapter "
-              "has yet passed the bar of bench/quality.py (better than the untrained model and the length "
+              "has yet passed the bar of bench/quality.py (better than both the untrained model and the length "
               "baseline on 600 held-out pairs, paired bootstrap at 95%); see bench/RESULTS.md.")
-    print(f"- Its held-out accuracy, {pct(h0['accuracy']).strip()}% (95% CI {pct(h0['ci95'][0]).strip()}-"
-          f"{pct(h0['ci95'][1]).strip()}, n={h0['n']}), is what chance gives; RewardBench numbers on a subsample "
-          "this small swing by 10-15 points with the random head alone.")
-    print(f"- The fine-tune saw {ft['pairs']} pairs for {ft['summary']['steps']} steps. Its training loss fell "
-          f"(per-epoch means: {', '.join(f'{x:.3f}' for x in ft['epochs'])}; chance is 0.693): the loss, pooling, "
-          "LoRA, checkpointing and export all work, and the model can fit the pairs it sees.")
-    print(f"- On held-out pairs it scores {pct(h1['accuracy']).strip()}% (CI {pct(h1['ci95'][0]).strip()}-"
-          f"{pct(h1['ci95'][1]).strip()}); difference to untrained {100 * test['diff']:+.1f} points "
-          f"(95% CI {100 * test['low']:+.1f} to {100 * test['high']:+.1f}). Fitting a few dozen pairs is "
-          "memorisation, not a learned preference.")
-    print("- What it cannot show: a reward model that beats chance. On this CPU SmolLM2-135M trains at a few "
-          "hundred tokens/s, about 1-2 pairs/s; measured runs of 10-35 minutes (300-3,000 pairs) stayed within "
-          "noise of 50% on held-out HH-RLHF/UltraFeedback. A useful model needs thousands of pairs per epoch "
-          "and hours of CPU (or minutes of GPU): run bench/quality.py, or a configs/train/*-skywork.yaml "
-          "recipe on GPUs.")
+    chance = h0["ci95"][0] <= 0.5 <= h0["ci95"][1]
+    print(f"- Default model on held-out pairs: {_ci(h0)}; "
+          + ("its interval includes 50%, so this is indistinguishable from chance." if chance else
+             "its interval excludes 50% on this small sample; with a random head that is luck of the draw, "
+             "not skill (random heads alone spread by several points)."))
+    fell = len(ep) > 1 and ep[-1] < ep[0]
+    print(f"- The fine-tune saw {ft['pairs']} pairs for {ft['summary']['steps']} steps; mean training loss per "
+          f"pass: {', '.join(f'{x:.3f}' for x in ep)} (chance = 0.693). "
+          + ("It fell: loss, pooling, LoRA and export work, and the model fits the pairs it sees."
+             if fell else "It did not fall in this budget (too few steps on this CPU to fit even these pairs)."))
+    print(f"- Fine-tuned on held-out pairs: {_ci(h1)}; difference to the default {100 * test['diff']:+.1f} points "
+          f"(95% CI {100 * test['low']:+.1f} to {100 * test['high']:+.1f}, "
+          f"{'significant' if test['significant'] else 'not significant'}). A few dozen pairs teach "
+          "no preference that carries over to new prompts.")
+    print("- What a few minutes of CPU cannot show: a reward model that beats chance. On 2 cores SmolLM2-135M trains "
+          "at a few hundred tokens/s (1-2 pairs/s); measured runs of 10-35 minutes (300-3,000 pairs) stayed within "
+          "noise of 50% on held-out HH-RLHF/UltraFeedback. That needs many thousands of pairs: hours of CPU "
+          "(bench/quality.py) or minutes of GPU (configs/train/*.yaml).")
 
 
 def parse_args(argv=None):
@@ -215,11 +222,40 @@ def load_data(args):
     return train, held, rb
 
 
+def evaluate_default(path: Path, trained: bool, held, rb, args, progress: Progress):
+    from rmkit.score.baselines import LengthScorer
+    from rmkit.score.scorer import RewardScorer
+
+    progress.step("Evaluating the length baseline and the default model (bf16 on CPU; ~0.5 s per pair)")
+    name = "default (rmkit/smollm2-135m-rm)" if trained else "default (untrained)"
+    scorer = RewardScorer.from_pretrained(path, **SCORING, show_progress=True)
+    rows = {"length baseline (longer wins)": evaluate_scorer(LengthScorer(), rb, held, args.n_boot),
+            name: evaluate_scorer(scorer, rb, held, args.n_boot)}
+    print_table(rows)
+    print_leaderboard(rows)
+    progress.step("Scoring the Skywork model card's Jane-apples example with the default model")
+    return name, rows, {name: jane_apples(scorer)}
+
+
+def tune_and_evaluate(path: Path, train_pool, held, rows: dict, jane: dict, out: Path, args, progress):
+    from rmkit.score.scorer import RewardScorer
+
+    progress.step(f"Fine-tuning with LoRA for up to {args.train_minutes:g} minutes on {args.train_pairs} real pairs")
+    ft = finetune(path, train_pool, out, args, progress)
+    ft["epochs"] = epoch_losses(ft["history"], max(1, math.ceil(len(ft["history"]) / max(1, math.ceil(args.epochs)))))
+    print(f"  loss curve: {ft['png']}\n  model: {ft['model']} (safetensors + tokenizer + README.md)")
+    progress.step("Evaluating the fine-tuned model on the same held-out pairs, and on Jane's apples")
+    tuned = RewardScorer.from_pretrained(ft["model"], **SCORING, show_progress=True)
+    rows["after the demo fine-tune"] = evaluate_scorer(tuned, [], held, args.n_boot)
+    print_table(rows)
+    jane["after the demo fine-tune"] = jane_apples(tuned)
+    return ft
+
+
 def main(argv=None) -> dict:
     import torch
 
-    from rmkit.score.baselines import LengthScorer
-    from rmkit.score.scorer import RewardScorer
+    from rmkit.data.io import write_json_atomic
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -229,34 +265,18 @@ def main(argv=None) -> dict:
     progress = Progress(7)
     progress.step("Preparing the embedded backbone (SmolLM2-135M-Instruct) and the default reward model")
     path, trained = default_model()
-    print(f"  {path}\n  default reward model: {'trained adapter ' + str(ADAPTER) if trained else 'UNTRAINED (random score head)'}")
+    print(f"  {path}\n  default reward model: "
+          f"{'trained adapter ' + str(ADAPTER) if trained else 'UNTRAINED (random score head)'}")
     progress.step(f"Loading data from {os.environ.get('RMKIT_DATA_DIR', '(RMKIT_DATA_DIR unset)')}")
     train_pool, held, rb = load_data(args)
-    progress.step("Evaluating the length baseline and the default model (bf16 on CPU; ~0.5 s per pair)")
-    name0 = "default (untrained)" if not trained else "default (rmkit/smollm2-135m-rm)"
-    scorer = RewardScorer.from_pretrained(path, **SCORING, show_progress=True)
-    rows = {"length baseline (longer wins)": evaluate_scorer(LengthScorer(), rb, held, args.n_boot),
-            name0: evaluate_scorer(scorer, rb, held, args.n_boot)}
-    print_table(rows)
-    print_leaderboard(rows)
-    progress.step("Scoring the Skywork model card's Jane-apples example with the default model")
-    jane = {name0: jane_apples(scorer)}
-    progress.step(f"Fine-tuning with LoRA for up to {args.train_minutes:g} minutes on {args.train_pairs} real pairs")
-    ft = finetune(path, train_pool, out, args, progress)
-    ft["epochs"] = epoch_losses(ft["history"], max(1, len(ft["history"]) // max(1, math.ceil(args.epochs))))
-    print(f"  loss curve: {ft['png']}\n  model: {ft['model']} (safetensors + tokenizer + README.md)")
-    progress.step("Evaluating the fine-tuned model on the same held-out pairs")
-    tuned = RewardScorer.from_pretrained(ft["model"], **SCORING, show_progress=True)
-    rows["after the demo fine-tune"] = evaluate_scorer(tuned, [], held, args.n_boot)
-    print_table(rows)
-    jane["after the demo fine-tune"] = jane_apples(tuned)
-    test = paired(rows["after the demo fine-tune"], rows[name0], args.n_boot)
+    name, rows, jane = evaluate_default(path, trained, held, rb, args, progress)
+    ft = tune_and_evaluate(path, train_pool, held, rows, jane, out, args, progress)
+    test = paired(rows["after the demo fine-tune"], rows[name], args.n_boot)
     progress.step("Summary")
-    rows["default (untrained)"] = rows[name0]
-    say_plainly(trained, rows, ft, test)
-    report = {"rows": {k: _strip(v) for k, v in rows.items()}, "jane_apples": jane, "paired_vs_untrained": test,
-              "finetune": {"history": ft["history"], "png": str(ft["png"])}, "elapsed": progress.elapsed()}
-    from rmkit.data.io import write_json_atomic
+    say_plainly(trained, rows[name], rows["after the demo fine-tune"], ft, test)
+    report = {"rows": {k: _strip(v) for k, v in rows.items()}, "jane_apples": jane, "paired_vs_default": test,
+              "default_trained": trained, "finetune": {"history": ft["history"], "png": str(ft["png"])},
+              "elapsed": progress.elapsed()}
     write_json_atomic(out / "demo_results.json", report)
     print(f"\nDone in {progress.elapsed()}. Results: {out / 'demo_results.json'}; loss curve: {ft['png']}")
     return report
