@@ -135,9 +135,13 @@ def test_overload_fills_the_queue_and_gets_503_while_health_answers(scorer):
         with ThreadPoolExecutor(8) as pool:
             held = pool.submit(post, url, CONVS[:1])
             wait_for(gated.entered.is_set, "the first call in flight")
-            queued = [pool.submit(post, url, CONVS[1 + i:2 + i]) for i in range(4)]
+            queued = [pool.submit(post, url, CONVS[1 + i:2 + i]) for i in range(3)]
+            wait_for(lambda: health(url)["queue_depth"] == 3, "three queued")
+            refused = [post(url, CONVS[5:7])]  # 3 + 2 > max_queue: refused by the handler
+            queued.append(pool.submit(post, url, CONVS[4:5]))
             wait_for(lambda: health(url)["queue_depth"] == 4, "a full queue")
-            refused = [post(url, CONVS[5:7]) for _ in range(3)] + [post(url, CONVS[7:8])]
+            # a full queue: refused before the body is read
+            refused += [post(url, CONVS[5:7]) for _ in range(2)] + [post(url, CONVS[7:8])]
             assert health(url)["status"] == "ok"
             gated.gate.set()
             accepted = [held.result()] + [f.result() for f in queued]
@@ -145,6 +149,8 @@ def test_overload_fills_the_queue_and_gets_503_while_health_answers(scorer):
         text = httpx.get(f"{url}/metrics", timeout=10).text
     assert [r.status_code for r in refused] == [503] * 4
     assert all(r.headers["retry-after"] == "1" and "max_queue=4" in r.json()["detail"] for r in refused)
+    assert "2 more would exceed" in refused[0].json()["detail"]
+    assert all(r.json()["detail"].startswith("the queue is full") for r in refused[1:])
     assert [r.status_code for r in accepted] == [200] * 5 and after.status_code == 200
     got = [r.json()["rewards"][0] for r in accepted]
     assert got == pytest.approx(scorer.score(CONVS[:5]), abs=1e-5)

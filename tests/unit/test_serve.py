@@ -204,3 +204,14 @@ def test_shutdown_refuses_new_work(scorer):
         r = c.post("/v1/rewards", json={"conversations": CONVS[:1]})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert c.get("/health").status_code == 503
+
+
+def test_a_chat_template_error_is_422_not_500(tiny_llama):
+    sc = RewardScorer.from_pretrained(str(tiny_llama), device="cpu")
+    sc.tokenizer.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+                                  "supported') }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    with client(sc) as c:
+        r = c.post("/v1/rewards", json={"conversations": [CONVS[0], CONVS[1]]})
+        assert r.status_code == 422 and "conversation 1" in r.json()["detail"]
+        assert "System role not supported" in r.json()["detail"]
+        assert c.post("/v1/rewards", json={"conversations": [CONVS[0]]}).status_code == 200

@@ -27,7 +27,7 @@ from rmkit.data.schema import DataError
 from rmkit.score.scorer import RewardScorer
 from rmkit.serve import schemas as S
 from rmkit.serve.config import ServeConfig
-from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics
+from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics, ShedLoad
 from rmkit.serve.metrics import CONTENT_TYPE
 from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
 
@@ -47,6 +47,8 @@ def create_app(scorer: RewardScorer, config: ServeConfig | None = None) -> FastA
                   description="Raw rewards (logits, no sigmoid) from one reward model, dynamically batched.")
     app.state.rmkit = state
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(ShedLoad, is_full=state.batcher.full, retry_after_s=config.retry_after_s,
+                       detail=f"the queue is full (max_queue={config.max_queue}); retry later")
     app.add_middleware(ApiKey, key=config.api_key, protected=SCORING_PATHS + ("/metrics",))
     app.add_middleware(RequestMetrics, metrics=state.metrics)
 

@@ -1,10 +1,12 @@
 """ASGI middleware of `rmkit serve`: API-key check, request-body limit, and per-request metrics.
 
     app.add_middleware(BodyLimit, max_bytes=8 << 20)
+    app.add_middleware(ShedLoad, is_full=lambda: batcher.full(), detail="queue full", retry_after_s=1)
     app.add_middleware(ApiKey, key="secret", protected=SCORING_PATHS + ("/metrics",))
     app.add_middleware(RequestMetrics, metrics=metrics)
 
-`ApiKey` answers 401 before the body is read, comparing keys with `hmac.compare_digest`. `BodyLimit`
+`ApiKey` answers 401 before the body is read, comparing keys with `hmac.compare_digest`. `ShedLoad`
+answers 503 while the queue is full, also before the body is read. `BodyLimit`
 answers 413 from Content-Length at once, and for a body without one stops reading as soon as it
 passes the limit (the error is an HTTPException, so FastAPI's body reader passes it through).
 `RequestMetrics` counts every response by endpoint and status and times the scoring endpoints.
@@ -43,6 +45,21 @@ class ApiKey:
         response = JSONResponse({"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+
+class ShedLoad:
+    """A scoring request that arrives while the queue is full gets 503 + Retry-After before its body is
+    read or parsed: under overload, refusing must be the cheapest thing the server does."""
+
+    def __init__(self, app, is_full, detail: str, retry_after_s: int):
+        self.app, self.is_full, self.detail = app, is_full, detail
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in SCORING_PATHS and self.is_full():
+            response = JSONResponse({"detail": self.detail}, status_code=503, headers=self.headers)
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(HTTPException):

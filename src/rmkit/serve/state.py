@@ -14,6 +14,7 @@ import math
 from typing import Any, Sequence
 
 from fastapi import HTTPException
+from jinja2.exceptions import TemplateError
 
 from rmkit.data.schema import Message, to_conversation
 from rmkit.models.chat import render_text_ids
@@ -49,7 +50,8 @@ class ServerState:
             raise HTTPException(413, f"{n} {what}s in one request exceed "
                                      f"max_conversations={self.config.max_conversations}")
         if self.batcher.full(n):
-            raise _busy(self, f"the queue is full (max_queue={self.config.max_queue})")
+            raise _busy(self, f"{self.batcher.queued} conversations queued; {n} more would exceed "
+                              f"max_queue={self.config.max_queue}; retry later")
 
     def _check_tokens(self, ids: list[int] | None, i: int, what: str) -> list[int] | None:
         if ids is not None and self.max_tokens is not None and len(ids) > self.max_tokens:
@@ -66,6 +68,8 @@ class ServerState:
                 ids = self.scorer.encode([conv])[0]
             except TooLongError as e:
                 raise _too_long(what, i, e, self.max_tokens)
+            except TemplateError as e:  # e.g. "System role not supported", roles that must alternate
+                raise HTTPException(422, f"{what} {i} cannot be rendered by the model's chat template: {e}")
             out.append(self._check_tokens(ids, i, what))
         return out
 
