@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from rmkit.data import DataError, load_pairs
+from rmkit.data import DataError, Message, PreferencePair, load_pairs
 from rmkit.data.sources import hh_rlhf
 from rmkit.evaluate.constants import FILTERED_COUNTS
 
@@ -123,3 +123,16 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
     with pytest.raises(DataError, match="cannot tell the format"):
         load_pairs(tmp_path / "x.jsonl")
+
+
+def test_rmkit_pair_rows_roundtrip_with_meta(tmp_path):
+    from rmkit.data.io import write_jsonl_atomic
+
+    pair = PreferencePair("x1", "magpie_pro", [Message("user", "q")], [Message("assistant", "a")],
+                          [Message("assistant", "b")], category="math", meta={"armorm_mean": 0.31})
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl_atomic(path, [pair.to_dict()])
+    assert (path.stat().st_mode & 0o777) != 0o600  # readable by others, like any written file
+    back = load_pairs(path)[0]
+    assert back.to_dict() == pair.to_dict()
+

@@ -25,7 +25,7 @@ PARSERS: dict[str, Parser] = {
     "hh-rlhf": hh_rlhf.parse_row,
     "ultrafeedback": ultrafeedback.parse_row,
     "skywork": ultrafeedback.parse_skywork_row,
-    "pairs": ultrafeedback.parse_row,  # rmkit's own PreferencePair.to_dict() rows
+    "pairs": lambda row, *, file, index: PreferencePair.from_dict(row, file=file, row=index),
     "offsetbias": offsetbias.parse_row,  # also LLMBar's {input, output_1, output_2, label}
     "magpie": magpie.parse_row,
 }
