@@ -133,3 +133,13 @@ def test_cli_end_to_end(tiny_llama, toy, tmp_path):
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     assert summary["steps"] == 3 and summary["config"]["packing"] == "off"
     assert '"steps": 3' in res.output
+
+
+def test_time_budget_stops_then_resume_finishes(tiny_llama, toy, tmp_path):
+    kw = dict(max_steps=4, max_minutes=1e-6, final_eval=False)
+    first = train(cfg(tiny_llama, toy, tmp_path, **kw))
+    assert not first["complete"] and first["steps"] == 1
+    assert "STOPPED EARLY at step 1 of 4" in (tmp_path / "model" / "README.md").read_text()
+    assert (tmp_path / "checkpoints" / "checkpoint-000001").is_dir()
+    done = train(cfg(tiny_llama, toy, tmp_path, max_steps=4, final_eval=False), resume=True)
+    assert done["complete"] and done["steps"] == 4

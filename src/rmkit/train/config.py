@@ -70,7 +70,8 @@ class TrainConfig:
     max_steps: int | None = None
     """Optimizer steps; None = num_epochs over the data."""
     max_minutes: float | None = None
-    """Wall-clock budget for the training loop; a checkpoint is written when it runs out (resume goes on)."""
+    """Wall-clock budget of this invocation's training loop; when it runs out a checkpoint is written, the
+    model exported as it is, and `--resume` goes on (with a fresh budget)."""
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)

@@ -203,9 +203,10 @@ def _write_logs(run: Run) -> None:
 
 
 def _out_of_time(run: Run, started: float) -> bool:
+    """The budget counts this invocation's training loop (a resumed run gets a fresh budget)."""
     if run.cfg.max_minutes is None:
         return False
-    spent = run.state.train_seconds + time.monotonic() - started
+    spent = time.monotonic() - started
     flag = torch.tensor([float(spent > run.cfg.max_minutes * 60)], device=run.acc.device)
     return bool(run.acc.reduce(flag, reduction="sum").item() > 0)
 
@@ -224,7 +225,7 @@ def fit(run: Run, on_step: Callable | None = None, progress: Callable | None = N
     """The training loop from `run.state.step`; True when it reached the last step."""
     cfg, n = run.cfg, len(run.plan)
     run.model.train()
-    started = time.monotonic()
+    started = invoked = time.monotonic()
     while run.state.step < n:
         t0 = time.monotonic()
         metrics = train_step(run)
@@ -233,7 +234,7 @@ def fit(run: Run, on_step: Callable | None = None, progress: Callable | None = N
         if cfg.eval_steps and run.state.step % cfg.eval_steps == 0 and run.state.step < n:
             run.state.evals.append({"step": run.state.step, **evaluation.run_eval(run, final=False)})
             run.model.train()
-        out_of_time = _out_of_time(run, started)
+        out_of_time = _out_of_time(run, invoked)
         if (cfg.save_steps and run.state.step % cfg.save_steps == 0) or out_of_time:
             run.state.train_seconds += time.monotonic() - started
             started = time.monotonic()
