@@ -143,3 +143,14 @@ def test_time_budget_stops_then_resume_finishes(tiny_llama, toy, tmp_path):
     assert (tmp_path / "checkpoints" / "checkpoint-000001").is_dir()
     done = train(cfg(tiny_llama, toy, tmp_path, max_steps=4, final_eval=False), resume=True)
     assert done["complete"] and done["steps"] == 4
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_gradient_checkpointing_same_trajectory(tiny_llama, toy, tmp_path, lora_r):
+    def losses(out, gc):
+        train(cfg(tiny_llama, toy, out, max_steps=3, gradient_checkpointing=gc, lora_r=lora_r, final_eval=False))
+        return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+    plain, checkpointed = losses(tmp_path / "a", False), losses(tmp_path / "b", True)
+    assert checkpointed == pytest.approx(plain, abs=1e-5)
+    assert plain[-1] != pytest.approx(plain[0], abs=1e-4)
