@@ -71,7 +71,7 @@ class GetRewardResponse(BaseModel):
 class ClassifyRequest(BaseModel):
     """vLLM / SGLang `/classify`: texts tokenized as given; the reward comes back raw (no sigmoid)."""
     model_config = ConfigDict(extra="allow")
-    model: Optional[str] = None
+    model: Optional[str] = Field(None, description="Accepted and ignored: one server serves one model.")
     input: Union[str, list[str]]
 
 
