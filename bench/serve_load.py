@@ -235,8 +235,8 @@ def measure_levels(args, urls: dict[str, str], texts: list[str]) -> dict[tuple[s
 
 def batch_stats(url: str) -> str:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    vals = {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines() if ln.startswith("rmkit_batch_size_"))
-            if k in ("rmkit_batch_size_sum", "rmkit_batch_size_count")}
+    pairs = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("rmkit_batch_size_"))
+    vals = {k: float(v) for k, v in pairs if k in ("rmkit_batch_size_sum", "rmkit_batch_size_count")}
     return f"{vals['rmkit_batch_size_sum'] / max(vals['rmkit_batch_size_count'], 1):.1f}"
 
 
