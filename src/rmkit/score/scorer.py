@@ -160,9 +160,13 @@ class RewardScorer:
         """One raw reward (a logit, no sigmoid) per conversation, in input order."""
         return self.score_ids(self.encode(conversations))
 
+    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
+        """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
+        return [self._fit(render_text_ids(self.tokenizer, t), None) for t in texts]
+
     def score_texts(self, texts: Sequence[str]) -> list[float]:
         """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
-        return self.score_ids([self._fit(render_text_ids(self.tokenizer, t), None) for t in texts])
+        return self.score_ids(self.encode_texts(texts))
 
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
         """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""

@@ -17,7 +17,6 @@ from fastapi import HTTPException
 from jinja2.exceptions import TemplateError
 
 from rmkit.data.schema import Message, to_conversation
-from rmkit.models.chat import render_text_ids
 from rmkit.score.scorer import RewardScorer, TooLongError
 from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
 from rmkit.serve.config import ServeConfig
@@ -78,7 +77,7 @@ class ServerState:
         out = []
         for i, text in enumerate(texts):
             try:  # the over-long policy exactly as RewardScorer.score_texts applies it
-                ids = self.scorer._fit(render_text_ids(self.scorer.tokenizer, text), None)
+                ids = self.scorer.encode_texts([text])[0]
             except TooLongError as e:
                 raise _too_long("text", i, e, self.max_tokens)
             out.append(self._check_tokens(ids, i, "text"))
