@@ -107,6 +107,7 @@ class NgramIndex:
     docs: list[dict[str, Any]]
     tables: dict[int, Table]
     prefilter: Prefilter | None = None  # built on first use (then inherited by forked workers)
+    _texts: dict = field(default_factory=dict, repr=False, compare=False)  # ngram_text memo
 
     @classmethod
     def build(cls, pairs: Iterable[Any], *, ngram: tuple[int, int] = (13, 13), turns: str = "first",
@@ -140,8 +141,12 @@ class NgramIndex:
         return sum(len(t.hashes) for t in self.tables.values())
 
     def ngram_text(self, n: int, entry: int) -> str:
-        start = int(self.tables[n].starts[entry])
-        return " ".join(self.words[i] for i in self.ids[start:start + n])
+        text = self._texts.get((n, entry))
+        if text is None:
+            start = int(self.tables[n].starts[entry])
+            text = " ".join([self.words[i] for i in self.ids[start:start + n].tolist()])
+            self._texts[(n, entry)] = text
+        return text
 
     def match(self, texts_per_pair: Sequence[Sequence[str]], *, prefilter: bool = True
               ) -> dict[int, Hit]:
@@ -181,8 +186,28 @@ class NgramIndex:
         entry = first + np.arange(len(win))
         offs = np.arange(n)
         same = (ids[win[:, None] + offs] == self.ids[table.starts[entry][:, None] + offs]).all(1)
-        win, entry = win[same], entry[same]
-        for p, e in set(zip(owner[win].tolist(), entry.tolist())):
-            hit = hits.setdefault(p, Hit())
-            hit.ngrams.setdefault(n, set()).add(e)
-            hit.docs.update(table.doc_idx[table.doc_ptr[e]:table.doc_ptr[e + 1]].tolist())
+        _add_hits(n, table, owner[win[same]], entry[same], hits)
+
+
+def _add_hits(n: int, table: Table, pairs: np.ndarray, entries: np.ndarray, hits: dict) -> None:
+    """Record each (pair, entry) match: the entry under hits[pair].ngrams[n], its docs under
+    hits[pair].docs (grouped with numpy: one Python step per matched pair, not per match)."""
+    if not len(pairs):
+        return
+    size = np.int64(len(table.hashes))
+    pair, entry = np.divmod(np.unique(pairs.astype(np.int64) * size + entries), size)
+    counts = table.doc_ptr[entry + 1] - table.doc_ptr[entry]
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    docs = table.doc_idx[np.repeat(table.doc_ptr[entry], counts) + offs]
+    ndocs = np.int64(docs.max() + 1 if len(docs) else 1)
+    doc_pair, doc = np.divmod(np.unique(np.repeat(pair, counts) * ndocs + docs), ndocs)
+    for p, es, ds in zip(*_groups(pair, entry), _groups(doc_pair, doc)[1]):
+        hit = hits.setdefault(p, Hit())
+        hit.ngrams.setdefault(n, set()).update(es)
+        hit.docs.update(ds)
+
+
+def _groups(keys: np.ndarray, values: np.ndarray) -> tuple[list, list]:
+    """(distinct keys, values of each) of key-sorted arrays, as Python lists."""
+    cut = np.nonzero(np.diff(keys))[0] + 1
+    return keys[np.concatenate([[0], cut])].tolist(), [v.tolist() for v in np.split(values, cut)]

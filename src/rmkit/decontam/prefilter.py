@@ -22,6 +22,9 @@ import numpy as np
 
 LONG_KEY = 24
 BITS = 20  # 1 Mi-slot bitmaps (cache-sized): a cheap first test before the exact key lookup
+HASH = np.uint64  # window hashes (32-bit ones were barely faster and let more texts through)
+_SHIFT = HASH(64 - BITS)
+_LOW = HASH((1 << BITS) - 1)
 _STRIP = {"words": re.compile(r"\W+")}
 
 
@@ -32,7 +35,7 @@ def _code_hash() -> np.ndarray:
     """A fixed random 64-bit value per Unicode code point (seeded: the same in every process)."""
     global _CODE_HASH
     if _CODE_HASH is None:
-        _CODE_HASH = np.random.default_rng(0).integers(0, 2**63, 0x110000, dtype=np.uint64) * 2 + 1
+        _CODE_HASH = np.random.default_rng(0).integers(0, 2**63, 0x110000, dtype=HASH) * HASH(2) + HASH(1)
     return _CODE_HASH
 
 
@@ -41,14 +44,14 @@ def _prefix(text: str) -> np.ndarray:
     prefix[i+k] - prefix[i]. An order-blind sum: an anagram window also passes, which only lets an
     extra text through to the exact matcher."""
     c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    prefix = np.zeros(len(c) + 1, dtype=np.uint64)
+    prefix = np.zeros(len(c) + 1, dtype=HASH)
     np.cumsum(_code_hash()[c], out=prefix[1:])
     return prefix
 
 
 def _windows(prefix: np.ndarray, k: int) -> np.ndarray:
     if len(prefix) - 1 < k:
-        return np.zeros(0, dtype=np.uint64)
+        return np.zeros(0, dtype=HASH)
     return prefix[k:] - prefix[:-k]
 
 
@@ -64,6 +67,7 @@ class Prefilter:
     tokens: str
     keys: dict[int, np.ndarray]      # key length → sorted hashes of the keys of that length
     bitmaps: dict[int, np.ndarray]   # key length → presence over the top BITS bits of the hashes
+    lows: dict[int, np.ndarray] | None = None  # ... and over the low BITS bits (a second test)
 
     @classmethod
     def build(cls, index) -> "Prefilter":
@@ -80,29 +84,59 @@ class Prefilter:
         hashes = prefix[ends] - prefix[ends - [len(c) for c in cut]]
         lengths = np.asarray([len(c) for c in cut])
         keys = {int(k): np.unique(hashes[lengths == k]) for k in np.unique(lengths)}
-        bitmaps = {}
+        bitmaps, lows = {}, {}
         for k, h in keys.items():
             bitmaps[k] = np.zeros(1 << BITS, dtype=bool)
-            bitmaps[k][h >> np.uint64(64 - BITS)] = True
-        return cls(tokens=index.tokens, keys=keys, bitmaps=bitmaps)
+            bitmaps[k][h >> _SHIFT] = True
+            lows[k] = np.zeros(1 << BITS, dtype=bool)
+            lows[k][h & _LOW] = True
+        return cls(tokens=index.tokens, keys=keys, bitmaps=bitmaps, lows=lows)
 
     def candidates(self, texts_per_pair: Sequence[Sequence[str]]) -> np.ndarray:
         """Positions of the pairs that may share an n-gram (a superset of those that do)."""
-        parts, owner = [], []
-        for i, texts in enumerate(texts_per_pair):
-            for t in texts:
-                parts.append(strip(t, self.tokens))
-                owner.append(i)
-        if not parts:
+        flat = [t for texts in texts_per_pair for t in texts]
+        if not flat:
             return np.zeros(0, dtype=np.int64)
-        starts = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])
-        prefix = _prefix("\x00".join(parts))
+        owner = np.repeat(np.arange(len(texts_per_pair), dtype=np.int64),
+                          [len(texts) for texts in texts_per_pair])
+        codes, starts = _stripped_codes(flat, self.tokens)
+        prefix = np.zeros(len(codes) + 1, dtype=HASH)
+        np.cumsum(_code_hash()[codes], out=prefix[1:])
         hits = []
         for k, keys in self.keys.items():
             h = _windows(prefix, k)
-            pos = np.nonzero(self.bitmaps[k][h >> np.uint64(64 - BITS)])[0]
+            pos = np.nonzero(self.bitmaps[k][h >> _SHIFT])[0]
+            if self.lows is not None:
+                pos = pos[self.lows[k][h[pos] & _LOW]]
             at = np.minimum(np.searchsorted(keys, h[pos]), len(keys) - 1)
             hits.append(pos[keys[at] == h[pos]])
         # a window spanning two texts is given to the first one: an extra candidate, never a miss
         text_of = np.searchsorted(starts, np.concatenate(hits), side="right") - 1
-        return np.unique(np.asarray(owner, dtype=np.int64)[text_of])
+        return np.unique(owner[text_of])
+
+
+_SPACE: np.ndarray | None = None
+
+
+def _space() -> np.ndarray:
+    """Per code point: whether `str.split()` (and regex `\\s`) treats it as whitespace."""
+    global _SPACE
+    if _SPACE is None:
+        _SPACE = np.zeros(0x110000, dtype=bool)
+        _SPACE[[i for i in range(0x3001) if chr(i).isspace()]] = True  # none above U+3000
+    return _SPACE
+
+
+def _stripped_codes(texts: list[str], tokens: str) -> tuple[np.ndarray, np.ndarray]:
+    """(code points of the stripped texts joined by NUL, where each text starts). For "punct" the
+    whole chunk is lowercased and stripped at once (the NUL between texts is neither cased nor
+    case-ignorable, so lowercasing the join equals joining the lowercased texts); otherwise, or
+    when a text holds a NUL itself, text by text."""
+    joined = "\x00".join(texts)
+    if tokens == "punct" and joined.count("\x00") == len(texts) - 1:
+        codes = np.frombuffer(joined.lower().encode("utf-32-le"), dtype=np.uint32)
+        codes = codes[~_space()[codes]]
+        return codes, np.concatenate([[0], np.nonzero(codes == 0)[0] + 1])
+    parts = [strip(t, tokens) for t in texts]
+    starts = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])
+    return np.frombuffer("\x00".join(parts).encode("utf-32-le"), dtype=np.uint32), starts

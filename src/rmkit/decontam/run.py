@@ -25,6 +25,7 @@ from rmkit.data.io import atomic_path
 from rmkit.data.schema import DataError, PreferencePair
 from rmkit.data.sources import iter_pairs
 from rmkit.data.sources.rewardbench import HUB_ID as REWARDBENCH_HUB, SPLIT as REWARDBENCH_SPLIT
+from rmkit.decontam.blocks import run_blocks, usable, write_kept
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import TURNS, parse_ngram_range, tokenizer
 from rmkit.decontam.report import DecontamReport, write_report
@@ -141,15 +142,31 @@ def decontaminate(cfg: DecontamConfig) -> DecontamReport:
     with atomic_path(cfg.output) as tmp_out, _maybe_atomic(cfg.removed) as tmp_rem:
         with _open(tmp_out, cfg.output.endswith(".gz")) as out, \
                 _open(tmp_rem or Path(removed_path), str(removed_path).endswith(".gz")) as rem:
-            for chunk in run_all(job, recs, index, workers=cfg.workers, chunk_size=cfg.chunk_size):
+            for block, chunk in _chunks(cfg, job, recs, index):
                 if chunk.error:
                     raise _data_error(*chunk.error)
-                _write(out, chunk.kept)
+                if block is None:
+                    _write(out, chunk.kept)
+                else:
+                    write_kept(out, block, chunk.edits)
                 _write(rem, chunk.removed)
                 report.add(chunk)
     report.finish(time.perf_counter() - t0)
     write_report(report, cfg.report)
     return report
+
+
+def _chunks(cfg: DecontamConfig, job: Job, recs, index: NgramIndex):
+    """(block, result): the block path for local jsonl files of canonical rows (kept rows copied
+    from the block), else (None, result) with the kept lines in the result."""
+    if usable(str(cfg.train), job.fmt, job):
+        close = getattr(recs, "close", None)
+        if close:
+            close()  # the row reader opened by records(): not needed
+        yield from run_blocks(job, index, workers=cfg.workers, chunk_size=cfg.chunk_size)
+        return
+    for chunk in run_all(job, recs, index, workers=cfg.workers, chunk_size=cfg.chunk_size):
+        yield None, chunk
 
 
 def _data_error(message: str, file: str | None, row: int | None, fld: str | None) -> DataError:

@@ -19,6 +19,11 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+try:
+    import orjson
+except ImportError:  # optional: json alone gives the same results, slower
+    orjson = None
+
 from rmkit.data.io import read_rows
 from rmkit.data.schema import ROLES, DataError, PreferencePair
 from rmkit.data.sources import PARSERS, detect_format, generic, iter_pairs
@@ -124,9 +129,28 @@ _HEAD = re.compile(r'\{"id": (?:"(?:[^"\\]|\\.)*"|-?\d+), "source": ("(?:[^"\\]|
 _DECODER = json.JSONDecoder()
 
 
+def loads(raw: Any) -> Any:
+    """json.loads, through orjson when it is installed; what orjson refuses goes to json again
+    (NaN, huge integers, lone surrogates parse as json parses them; errors are json's)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
+def try_loads(raw: bytes) -> Any:
+    """The parsed row, or None when it does not parse (then `loads` names the error)."""
+    try:
+        return orjson.loads(raw) if orjson is not None else json.loads(raw)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+
+
 def _full_row(raw: Any, job: Job, where: dict) -> tuple[dict, Any]:
     """(row, line to write back) of a canonical row, parsed and checked in full."""
-    row = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    row = loads(raw) if isinstance(raw, (str, bytes)) else raw
     if not isinstance(row, dict):
         raise DataError("a row must be a JSON object", **where)
     if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected")) is list):
@@ -148,6 +172,8 @@ def _prompt_only(raw: Any, where: dict) -> dict | None:
     if m is None:
         return None
     prompt, _ = _DECODER.raw_decode(line, m.end())
+    if type(prompt) is not list:
+        return None  # a string prompt (canonical too): parsed in full and rewritten
     _check_messages(prompt, "prompt", None, "user", where)
     return {"source": json.loads(m.group(1)), "prompt": prompt, "_partial": True}
 
