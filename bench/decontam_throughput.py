@@ -11,7 +11,10 @@ user turn shares a 13-gram with a benchmark prompt.
 
 - rmkit: `decontaminate()` end to end (read, parse, match, write clean + removed + report) with
   `--workers` processes; once with every row parsed and checked (the default, the headline) and once
-  with `check_rows=False` (rows read up to their prompt; kept rows written back unchecked).
+  with `check_rows=False` (only each row's prompt checked; kept rows written back unchecked). A
+  local jsonl of canonical rows takes rmkit's block path: the main process reads blocks of lines,
+  workers parse (orjson when installed) and check every row and return only the rows that go, and
+  kept rows are copied to the clean file byte for byte from the block.
 - reference (the Skywork v0.2 / gist method): `CountVectorizer(ngram_range=(13, 13))` count matrices
   of benchmark and training prompts, flagged when the dot product is above zero. It uses rmkit's
   tokenizer (`tokenizer=rmkit.decontam.ngrams.tokenizer("punct")`, lowercase, punctuation as tokens)
@@ -200,6 +203,14 @@ def bench_size(pairs, n: int, args, tmp: Path) -> float | None:
     return speedup
 
 
+def _orjson_version() -> str:
+    try:
+        import orjson
+    except ImportError:
+        return "not installed (json)"
+    return orjson.__version__
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -220,11 +231,14 @@ def main() -> None:
     pairs = base_mix(data)
     print(f"base_pairs: {len(pairs)}")
     print(f"cpus: {len(os.sched_getaffinity(0))}")
+    print(f"load_average_at_start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"orjson: {_orjson_version()}")
     speedups = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for n in args.sizes:
             speedups[n] = bench_size(pairs, n, args, Path(tmp))
     n = max((k for k, v in speedups.items() if v is not None), default=None)
+    print(f"load_average_at_end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if n is not None:
         print(f"speedup_rmkit_vs_sklearn_reference_at_{n}_pairs: {speedups[n]:.1f}")  # headline
 

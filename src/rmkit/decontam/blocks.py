@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from rmkit.data.schema import ROLES, DataError
 from rmkit.decontam import stream
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import pair_texts
 
+_LOADS = stream.orjson.loads if stream.orjson is not None else json.loads
 BYTES_PER_ROW = 1024  # a block holds about chunk_size rows of 1 KiB
 
 
@@ -58,7 +61,8 @@ def read_blocks(path: str, size: int) -> Iterator[tuple[int, bytes]]:
             if not block.endswith(b"\n"):
                 block += f.readline()
             yield row, block
-            row += block.count(b"\n")
+            row += int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 10))  # bytes.count
+            # is a plain byte loop: this is about twice as fast
 
 
 @dataclass
@@ -117,7 +121,10 @@ def _slow(job: stream.Job, row_no: int, line: bytes, start: int, pos: int, rows:
 def _quick(line: bytes, full: bool) -> tuple[str, str] | None:
     """(first user turn, source) of a row that passes every check of stream._full_row as it is
     (so its line is written back as read); None for anything else, which then takes `_slow`."""
-    row = stream.try_loads(line)
+    try:
+        row = _LOADS(line)
+    except ValueError:  # not JSON, not UTF-8: `_slow` names it
+        return None
     if type(row) is not dict or "id" not in row or line[-1] != 125:  # ends with "}"
         return None
     prompt, first = row.get("prompt"), None
@@ -143,7 +150,7 @@ def _replies(value) -> bool:
     for m in value:
         if type(m) is not dict or m.get("role") not in ROLES or type(m.get("content")) is not str:
             return False
-        text = text or bool(m["content"].strip())
+        text = text or m["content"] != "" and not m["content"].isspace()  # strip() copies
     return text and value[0]["role"] == "assistant"
 
 
