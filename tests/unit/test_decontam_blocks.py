@@ -105,9 +105,11 @@ def test_blocks_end_on_line_ends(tmp_path):
     t = tmp_path / "t.jsonl"
     t.write_bytes(b"\n".join(_odd_lines()))
     got = list(blocks.read_blocks(str(t), 100))
-    assert b"".join(b for _, b in got) == t.read_bytes()
-    assert all(b.endswith(b"\n") for _, b in got[:-1])
-    assert [r for r, _ in got] == [b"".join(b for _, b in got[:k]).count(b"\n") for k in range(len(got))]
+    data = t.read_bytes()
+    assert b"".join(b for _, _, b in got) == data
+    assert all(b.endswith(b"\n") for _, _, b in got[:-1])
+    assert all(data[o:o + len(b)] == b for _, o, b in got)
+    assert [r for r, _, _ in got] == [data[:o].count(b"\n") for _, o, _ in got]
 
 
 def test_loads_falls_back_to_json():
