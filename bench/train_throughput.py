@@ -71,11 +71,12 @@ def run_rmkit(model_dir: Path, data: Path, out: Path) -> dict:
                       batch_size=BATCH, num_epochs=1, learning_rate=LR, lr_scheduler="cosine",
                       warmup_steps=WARMUP, mixed_precision="bf16", seed=SEED, output_dir=str(out),
                       final_eval=False, logging_steps=50)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), cpu_seconds()
     summary = train(cfg)
+    cpu = cpu_seconds() - c0
     hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return {"tokens": sum(h["tokens"] for h in hist), "seconds": summary["train_seconds"],
-            "losses": [h["loss"] for h in hist], "total_seconds": time.monotonic() - t0}
+            "losses": [h["loss"] for h in hist], "total_seconds": time.monotonic() - t0, "cpu_seconds": cpu}
 
 
 def run_trl(model_dir: Path, data: Path, out: Path) -> dict:
@@ -94,12 +95,18 @@ def run_trl(model_dir: Path, data: Path, out: Path) -> dict:
                             processing_class=AutoTokenizer.from_pretrained(model_dir))
     tds = trainer.train_dataset
     tokens = sum(len(x) for x in tds["chosen_ids"]) + sum(len(x) for x in tds["rejected_ids"])
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), cpu_seconds()
     result = trainer.train()
-    seconds = time.monotonic() - t0
+    seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"tokens": tokens, "seconds": seconds, "losses": losses, "pairs": len(tds),
+    return {"tokens": tokens, "seconds": seconds, "losses": losses, "pairs": len(tds), "cpu_seconds": cpu,
             "train_runtime": result.metrics.get("train_runtime")}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): steadier than wall time on a shared machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def worker(which: str, workdir: Path, tag: str) -> None:
@@ -110,6 +117,7 @@ def worker(which: str, workdir: Path, tag: str) -> None:
     res = (run_rmkit if which == "rmkit" else run_trl)(model_dir, data, workdir / f"run-{tag}")
     res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     res["tokens_per_s"] = res["tokens"] / res["seconds"]
+    res["tokens_per_cpu_s"] = res["tokens"] / res["cpu_seconds"]
     print("RESULT " + json.dumps(res), flush=True)
 
 
@@ -157,7 +165,8 @@ def main(argv=None) -> None:
         for which in ("rmkit", "trl"):
             results[which].append(spawn(which, workdir, f"{which}-{r}"))
             res = results[which][-1]
-            print(f"round {r + 1} {which}: {res['tokens_per_s']:.0f} tok/s, {res['tokens']} tokens in "
+            print(f"round {r + 1} {which}: {res['tokens_per_s']:.0f} tok/s ({res['tokens_per_cpu_s']:.0f} per CPU-s), "
+                  f"{res['tokens']} tokens in "
                   f"{res['seconds']:.1f} s, peak RSS {res['peak_rss_gb']:.2f} GB, final loss {res['losses'][-1]:.4f}",
                   flush=True)
     report(results, Path(args.out))
@@ -167,12 +176,15 @@ def report(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     med = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in results.items()}
     rss = {k: max(r["peak_rss_gb"] for r in v) for k, v in results.items()}
+    cpu = {k: statistics.median(r["tokens_per_cpu_s"] for r in v) for k, v in results.items()}
     (out / "train_throughput.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "train_throughput_loss.png")
     for k in results:
         print(f"{k}_tokens_per_s_median: {med[k]:.0f}")
+        print(f"{k}_tokens_per_cpu_s_median: {cpu[k]:.0f}")
         print(f"{k}_peak_rss_gb: {rss[k]:.2f}")
     print(f"loss_curves_png: {out / 'train_throughput_loss.png'}")
+    print(f"speedup_rmkit_over_trl_tokens_per_cpu_s: {cpu['rmkit'] / cpu['trl']:.2f}")
     print(f"rss_ratio_rmkit_over_trl: {rss['rmkit'] / rss['trl']:.2f}")
     print(f"speedup_rmkit_over_trl_tokens_per_s: {med['rmkit'] / med['trl']:.2f}")
 
