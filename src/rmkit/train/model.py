@@ -161,9 +161,11 @@ def atomic_dir(path: str | os.PathLike):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export(model, tokenizer, out_dir: str | os.PathLike, card: str, extra_files: dict | None = None) -> Path:
+def export(model, tokenizer, out_dir: str | os.PathLike, card: str, extra_files: dict | None = None,
+           state_dict: dict | None = None) -> Path:
     """Write safetensors weights (LoRA merged; the adapter alone under adapter/), the tokenizer with
-    its chat template, config and README.md, atomically."""
+    its chat template, config and README.md, atomically. `state_dict`: the full weights gathered from
+    a sharded (FSDP / ZeRO-3) model, when there is one."""
     with atomic_dir(out_dir) as tmp:
         if is_peft(model):
             model.save_pretrained(tmp / "adapter", safe_serialization=True)
@@ -171,7 +173,7 @@ def export(model, tokenizer, out_dir: str | os.PathLike, card: str, extra_files:
         merged = merged_copy(model)
         if hasattr(merged.config, "rmkit_untrained_head"):
             merged.config.rmkit_untrained_head = False
-        merged.save_pretrained(tmp, safe_serialization=True)
+        merged.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         for name, src in (extra_files or {}).items():

@@ -249,6 +249,16 @@ def fit(run: Run, on_step: Callable | None = None, progress: Callable | None = N
     return True
 
 
+def _gathered_state(run: Run) -> dict | None:
+    """Full weights of a sharded model (FSDP / DeepSpeed ZeRO-3; a collective call), else None.
+    (LoRA under sharding is exported through peft's merge on the main process: not supported yet.)"""
+    from accelerate.utils import DistributedType
+
+    if run.acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED) or run.cfg.lora_r:
+        return None
+    return run.acc.get_state_dict(run.model)
+
+
 def finish(run: Run, complete: bool) -> dict:
     """Final evaluation, export (safetensors + tokenizer + model card), results.json, loss curve."""
     from rmkit.train.card import model_card, plot_loss
@@ -259,13 +269,14 @@ def finish(run: Run, complete: bool) -> dict:
                "train_seconds": round(run.state.train_seconds, 1), "data": run.stats, "eval": results,
                "config": run.cfg.to_dict()}
     run.acc.wait_for_everyone()
+    state_dict = _gathered_state(run)
     if run.acc.is_main_process:
         _write_logs(run)
         plot_loss(run.state.history, out / "loss_curve.png", run.state.evals)
         model = run.acc.unwrap_model(run.model)
         model.eval()
         export(model, run.tok, out / "model", model_card(run.cfg, summary),
-               extra_files={"loss_curve.png": out / "loss_curve.png"})
+               extra_files={"loss_curve.png": out / "loss_curve.png"}, state_dict=state_dict)
         write_json_atomic(out / "results.json", summary)
     run.acc.wait_for_everyone()
     return summary
