@@ -59,8 +59,9 @@ class DecontamConfig:
     errors: str = "raise"
     """A malformed training row: "raise" (named error, nothing replaced) or "skip" (counted)."""
     check_rows: bool = True
-    """Parse and check every row in full. False: rows laid out as rmkit writes them are read only up
-    to their prompt (faster); kept rows are then written back unchecked, removed ones checked."""
+    """Parse and check every row in full. False: only each row's prompt is checked (on the row path,
+    rows laid out as rmkit writes them are read only up to their prompt); kept rows are then written
+    back unchecked, removed ones checked in full."""
     workers: int = field(default_factory=default_workers)
     chunk_size: int = 1000
     report: str | None = None
