@@ -12,7 +12,7 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tiny_llama, shared_data, tmp_path,
     monkeypatch.setenv("RMKIT_DATA_DIR", str(shared_data))
     monkeypatch.setattr(demo, "default_model", lambda: (tiny_llama, False))
     report = demo.main(["--rewardbench", "12", "--heldout", "10", "--train-pairs", "8", "--epochs", "2",
-                        "--train-minutes", "2", "--n-boot", "50", "--out", str(tmp_path)])
+                        "--train-minutes", "60", "--n-boot", "50", "--out", str(tmp_path)])
     text = capsys.readouterr().out
     assert "[7/7] Summary" in text and "default reward model is UNTRAINED" in text
     assert "reward, response 1 (right: 3 apples each)" in text and "P(response 1 preferred)" in text
