@@ -66,8 +66,13 @@ class Run:
 
 
 def make_accelerator(cfg: TrainConfig):
+    """The run's Accelerator. In a single process, a state left by an earlier run in the same process
+    (another precision, say) is reset; under `accelerate launch` the launcher's state is kept."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                        cpu=not torch.cuda.is_available())
 
