@@ -54,7 +54,6 @@ def _lora_rewards_before_export(model_path, data, out, convs):
 
     def grab(run):  # the in-memory model at the last step, before export merges LoRA
         if run.state.step == len(run.plan):
-            from rmkit.score.scorer import RewardScorer
 
             run.model.eval()
             from rmkit.train.collate import collate_padded

@@ -1,6 +1,5 @@
 """Batch plan, sharding and packing layouts (no model)."""
 import pytest
-import torch
 
 from rmkit.train.collate import batch_plan, collate_packed, collate_padded, pack_rows, shard
 

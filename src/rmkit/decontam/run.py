@@ -13,13 +13,12 @@ files are written as chunks finish and renamed into place only when the run succ
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from rmkit.data.io import atomic_path
 from rmkit.data.schema import DataError, PreferencePair

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -70,6 +71,27 @@ def add_to_view(view: dict[str, list[float]], chosen_reward: float, rejected_rew
     view["rejected_reward"].append(float(rejected_reward))
     view["chosen_len"].append(int(chosen_len))
     view["rejected_len"].append(int(rejected_len))
+
+
+def read_benchmark(data, local_names: Sequence[str], hub_id: str, split: str, parse_row: Callable
+                   ) -> list:
+    """Parse every row of a benchmark from `data`, or the local copy under RMKIT_DATA_DIR, else the hub."""
+    from rmkit.data.io import is_local, read_rows
+    from rmkit.data.schema import DataError
+
+    source = str(data or local_or_hub(local_names, hub_id))
+    file = source if is_local(source) else f"hub:{source}"
+    split = None if is_local(source) or ":" in source else split
+    items = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
+    if not items:
+        raise DataError("no rows", file=file)
+    return items
+
+
+def float_pair_rewards(scorer, pairs: Sequence[Any]) -> list[tuple[float, float]]:
+    """(chosen, rejected) rewards from any scorer, with a missing reward (None) as NaN."""
+    return [(float(c) if c is not None else math.nan, float(r) if r is not None else math.nan)
+            for c, r in scorer.score_pairs(pairs)]
 
 
 def scorer_name(scorer) -> str:

@@ -16,15 +16,13 @@ livebench-math, Coding = livecodebench) and per source.
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import defaultdict
 from typing import Any, Sequence
 
-from rmkit.data.io import is_local, read_rows
 from rmkit.data.schema import DataError, Message, PreferencePair
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
+from rmkit.evaluate.common import (float_pair_rewards, read_benchmark, add_to_view, build_results, finite, new_view,
                                    reply_length, scorer_name)
 
 HUB_ID = "ScalerLab/JudgeBench"
@@ -84,12 +82,7 @@ def parse_row(row: dict, *, file: str, index: int) -> PreferencePair:
 
 
 def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePair]:
-    source = str(data or local_or_hub(LOCAL_FILES, HUB_ID))
-    file = source if is_local(source) else f"hub:{source}"
-    split = None if is_local(source) or ":" in source else SPLIT
-    pairs = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
-    if not pairs:
-        raise DataError("no rows", file=file)
+    pairs = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
     return pairs
 
 
@@ -125,8 +118,7 @@ def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, 
 
 def evaluate_judgebench(scorer, pairs: Sequence[PreferencePair], *, n_boot: int = 1000,
                         seed: int = 0) -> dict[str, Any]:
-    rewards = [(float(c) if c is not None else math.nan, float(r) if r is not None else math.nan)
-               for c, r in scorer.score_pairs(pairs)]
+    rewards = float_pair_rewards(scorer, pairs)
     results = score_pairs(pairs, rewards, n_boot=n_boot, seed=seed)
     results["model"] = scorer_name(scorer)
     return results

@@ -29,7 +29,7 @@ import numpy as np
 
 from rmkit.data.io import SUFFIXES, is_local, read_rows
 from rmkit.data.schema import DataError, Message, PreferencePair
-from rmkit.evaluate.common import (add_to_view, build_results, finite, new_view, reply_length,
+from rmkit.evaluate.common import (float_pair_rewards, add_to_view, build_results, finite, new_view, reply_length,
                                    scorer_name)
 from rmkit.evaluate.metrics import bootstrap_ci
 
@@ -213,8 +213,7 @@ def _ties_block(records, tie_margins, view, n_boot, seed) -> dict[str, Any]:
 
 def evaluate_pairwise(scorer, pairs: Sequence[PreferencePair], *, n_boot: int = 1000,
                       seed: int = 0) -> dict[str, Any]:
-    rewards = [(float(c) if c is not None else math.nan, float(r) if r is not None else math.nan)
-               for c, r in scorer.score_pairs(pairs)]
+    rewards = float_pair_rewards(scorer, pairs)
     results = score_pairs(pairs, rewards, n_boot=n_boot, seed=seed)
     results["model"] = scorer_name(scorer)
     return results

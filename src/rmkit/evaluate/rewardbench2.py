@@ -26,10 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rmkit.data.io import is_local, read_rows
 from rmkit.data.schema import BestOfN, DataError, Message
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
+from rmkit.evaluate.common import (read_benchmark, add_to_view, build_results, finite, new_view,
                                    reply_length, scorer_name)
 from rmkit.evaluate.metrics import percentile_interval, resample_counts
 
@@ -146,12 +145,7 @@ def parse_row(row: dict, *, file: str, index: int) -> BestOfN:
 def load_rewardbench2(data: str | os.PathLike | None = None, subsample: int | None = None,
                       seed: int = 0) -> list[BestOfN]:
     """Every row of the set (a local file or a hub id); `subsample` keeps n per subset, seeded."""
-    source = str(data or local_or_hub(LOCAL_FILES, HUB_ID))
-    file = source if is_local(source) else f"hub:{source}"
-    split = None if is_local(source) or ":" in source else SPLIT
-    items = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
-    if not items:
-        raise DataError("no rows", file=file)
+    items = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
     return _subsample(items, subsample, seed) if subsample else items
 
 

@@ -22,10 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rmkit.data.io import is_local, read_rows
 from rmkit.data.schema import DataError, Message, PreferencePair
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (add_to_view, build_results, finite, local_or_hub, new_view,
+from rmkit.evaluate.common import (read_benchmark, add_to_view, build_results, finite, new_view,
                                    reply_length, scorer_name)
 from rmkit.evaluate.metrics import grouped_scores
 
@@ -80,12 +79,7 @@ def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
 def load_rmbench(data: str | os.PathLike | None = None, subsample: int | None = None,
                  seed: int = 0) -> list[list[PreferencePair]]:
     """Items (each a list of 3 style pairs) from a local file or the hub; `subsample` n per domain."""
-    source = str(data or local_or_hub(LOCAL_FILES, HUB_ID))
-    file = source if is_local(source) else f"hub:{source}"
-    split = None if is_local(source) or ":" in source else SPLIT
-    items = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
-    if not items:
-        raise DataError("no rows", file=file)
+    items = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
     if subsample:
         rng = np.random.default_rng(seed)
         keep = set()
