@@ -125,8 +125,9 @@ def jane_apples(scorer) -> dict:
     p = 1 / (1 + math.exp(-(right - wrong)))
     print(f"  reward, response 1 (right: 3 apples each):        {right:+.4f}")
     print(f"  reward, response 2 (wrong: splits among 2 only):  {wrong:+.4f}")
-    print(f"  P(response 1 preferred) = sigmoid(r1 - r2) = {p:.3f}"
-          f"  -> {'prefers the right answer' if right > wrong else 'prefers the WRONG answer'}")
+    side = "the right answer" if right > wrong else "the WRONG answer"
+    sure = "" if abs(p - 0.5) >= 0.1 else " (by a hair: near 0.5 this is a coin flip, not judgement)"
+    print(f"  P(response 1 preferred) = sigmoid(r1 - r2) = {p:.3f}  -> leans to {side}{sure}")
     return {"right": right, "wrong": wrong, "p_right": p}
 
 
