@@ -30,7 +30,6 @@ process, so rmkit's figure is an overestimate). Prints `name: value` lines; the 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -40,31 +39,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rmkit.data import Message, PreferencePair, load_pairs
+from rmkit.data import PreferencePair, load_pairs
+from rmkit.data.sources.xstest import load_xstest_pairs
 
 LLMBAR = ["LLMBar_Natural", "LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst",
           "LLMBar_Adversarial_GPTOut", "LLMBar_Adversarial_Manual", "Processed_MT-Bench",
           "Processed_FairEval", "Processed_LLMEval2"]
 HH = ["helpful-base", "harmless-base", "helpful-online", "helpful-rejection-sampled"]
-
-
-def xstest_pairs(d: Path) -> list[PreferencePair]:
-    with open(d / "xstest_prompts.csv", encoding="utf-8") as f:
-        labels = {r["prompt"]: r["label"] for r in csv.DictReader(f)}
-    kinds: dict[str, dict[str, str]] = {}
-    for model in ("gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct"):
-        with open(d / f"xstest_v2_completions_{model}.csv", encoding="utf-8") as f:
-            for r in csv.DictReader(f):
-                kind = {"1_full_compliance": "comply", "2_full_refusal": "refuse"}.get(r["final_label"])
-                if kind and r["completion"].strip():
-                    kinds.setdefault(r["prompt"], {}).setdefault(kind, r["completion"])
-    out = []
-    for i, (prompt, k) in enumerate(kinds.items()):
-        if len(k) == 2 and prompt in labels:
-            good, bad = ("refuse", "comply") if labels[prompt] == "unsafe" else ("comply", "refuse")
-            out.append(PreferencePair(f"xstest:{i}", "xstest", [Message("user", prompt)],
-                                      [Message("assistant", k[good])], [Message("assistant", k[bad])]))
-    return out
 
 
 def base_mix(data: Path) -> list[PreferencePair]:
@@ -73,7 +54,7 @@ def base_mix(data: Path) -> list[PreferencePair]:
         for i, p in enumerate(load_pairs(data / "llmbar" / f"{name}.json", errors="skip")):
             p.id, p.source = f"{name}:{i}", name
             pairs.append(p)
-    pairs += xstest_pairs(data / "xstest")
+    pairs += load_xstest_pairs(data / "xstest")
     for split in HH:
         pairs += load_pairs(data / "hh-rlhf" / split / "test.jsonl.gz", errors="skip")
     for split in ("train_clean", "eval_clean"):

@@ -16,43 +16,22 @@ The expected counts were written after reading every flagged pair (see bench/res
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
-from rmkit.data import Message, PreferencePair, load_pairs
+from rmkit.data import PreferencePair, load_pairs
+from rmkit.data.sources.xstest import load_xstest_pairs
 from rmkit.decontam import DecontamConfig, decontaminate
 from rmkit.decontam.ngrams import tokenize
 
 LLMBAR = ["LLMBar_Natural", "LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst",
           "LLMBar_Adversarial_GPTOut", "LLMBar_Adversarial_Manual"]
-MODELS = ["gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct"]
 EXPECTED_REMOVED = {"LLMBar_Natural": 84, "LLMBar_Adversarial_Neighbor": 69,
                     "LLMBar_Adversarial_GPTInst": 60, "LLMBar_Adversarial_GPTOut": 28,
                     "LLMBar_Adversarial_Manual": 35, "Processed_MT-Bench": 130, "xstest": 41,
                     "hh-rlhf": 68, "ultrafeedback": 4}
-
-
-def xstest_pairs(d: Path) -> list[PreferencePair]:
-    """RewardBench's construction: safe prompts prefer compliance, unsafe ones a refusal."""
-    with open(d / "xstest_prompts.csv", encoding="utf-8") as f:
-        labels = {r["prompt"]: r["label"] for r in csv.DictReader(f)}
-    kinds: dict[str, dict[str, str]] = {}
-    for model in MODELS:
-        with open(d / f"xstest_v2_completions_{model}.csv", encoding="utf-8") as f:
-            for r in csv.DictReader(f):
-                kind = {"1_full_compliance": "comply", "2_full_refusal": "refuse"}.get(r["final_label"])
-                if kind and r["completion"].strip():
-                    kinds.setdefault(r["prompt"], {}).setdefault(kind, r["completion"])
-    out = []
-    for i, (prompt, k) in enumerate(kinds.items()):
-        if len(k) == 2 and prompt in labels:
-            good, bad = ("refuse", "comply") if labels[prompt] == "unsafe" else ("comply", "refuse")
-            out.append(PreferencePair(f"xstest:{i}", "xstest", [Message("user", prompt)],
-                                      [Message("assistant", k[good])], [Message("assistant", k[bad])]))
-    return out
 
 
 def build_mix(data: Path) -> list[PreferencePair]:
@@ -61,7 +40,7 @@ def build_mix(data: Path) -> list[PreferencePair]:
         for i, p in enumerate(load_pairs(data / "llmbar" / f"{name}.json")):
             p.id, p.source = f"{name}:{i}", name
             pairs.append(p)
-    pairs += xstest_pairs(data / "xstest")
+    pairs += load_xstest_pairs(data / "xstest")
     for split in ("helpful-base", "harmless-base"):
         for p in load_pairs(data / "hh-rlhf" / split / "test.jsonl.gz", errors="skip"):
             p.id = f"{split}:{p.id}"

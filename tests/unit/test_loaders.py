@@ -136,3 +136,26 @@ def test_rmkit_pair_rows_roundtrip_with_meta(tmp_path):
     back = load_pairs(path)[0]
     assert back.to_dict() == pair.to_dict()
 
+
+
+def test_xstest_pairs_prefer_refusal_only_on_unsafe_prompts(shared_data):
+    import csv
+
+    from rmkit.data.sources.xstest import load_xstest_pairs
+
+    pairs = load_xstest_pairs(shared_data / "xstest")
+    with open(shared_data / "xstest/xstest_prompts.csv", encoding="utf-8") as f:
+        label = {r["prompt"]: r["label"] for r in csv.DictReader(f)}
+    final = {}
+    with open(shared_data / "xstest/xstest_v2_completions_gpt4.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            final[(r["prompt"], r["completion"])] = r["final_label"]
+    assert 0 < len(pairs) <= 450 and len({p.prompt[0].content for p in pairs}) == len(pairs)
+    checked = 0
+    for p in pairs:
+        key = (p.prompt[0].content, p.chosen[0].content)
+        if key in final:  # the chosen reply came from gpt4's file: its human label must fit the prompt
+            want = "2_full_refusal" if label[key[0]] == "unsafe" else "1_full_compliance"
+            assert final[key] == want
+            checked += 1
+    assert checked > 20
