@@ -57,16 +57,14 @@ def stratified_section_bootstrap(correct_by_subset: Mapping[str, Sequence[int]],
                                  counts: Mapping[str, int], mapping: Mapping[str, Sequence[str]],
                                  n_boot: int = 1000, seed: int = 0, level: float = 0.95
                                  ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
-    """Intervals for each section and for the overall score, resampling items within each subset."""
-    rng = np.random.default_rng(seed)
-    boots = {s: bootstrap_means(v, n_boot, rng) for s, v in sorted(correct_by_subset.items())}
-    sec = {}
-    for section, subsets in mapping.items():
-        present = [s for s in subsets if s in boots]
-        total = sum(counts[s] for s in present)
-        sec[section] = (sum(boots[s] * counts[s] for s in present) / total if total
-                        else np.zeros(n_boot))
-    overall = np.mean(np.stack(list(sec.values())), axis=0)
+    """Intervals for each section and for the overall score, resampling items within each subset.
+
+    The official section rule (`section_scores`, a section with no subset present scores 0) applied
+    elementwise to `grouped_bootstrap` samples.
+    """
+    boots = grouped_bootstrap(correct_by_subset, n_boot, seed)
+    sec = {k: np.broadcast_to(v, (n_boot,)) for k, v in section_scores(boots, counts, mapping).items()}
+    overall = sum(sec.values()) / len(sec)
     return ({k: percentile_interval(v, level) for k, v in sec.items()},
             percentile_interval(overall, level))
 
