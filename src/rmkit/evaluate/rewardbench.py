@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import random
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Sequence
 
 from rmkit.data.schema import PreferencePair
 from rmkit.data.sources import iter_pairs
 from rmkit.data.sources import rewardbench as rb_source
+from rmkit.evaluate.common import local_or_hub
 from rmkit.evaluate.constants import EXAMPLE_COUNTS, SECTIONS, SUBSET_MAPPING
 from rmkit.evaluate.metrics import (overall_score, pairwise_correct, section_scores,
                                     stratified_section_bootstrap)
@@ -28,11 +28,7 @@ LOCAL_FILES = ("reward-bench/filtered.jsonl.gz", "reward-bench/rewardbench_filte
 
 def default_source() -> str:
     """The local copy under $RMKIT_DATA_DIR when there is one, else the hub id."""
-    root = os.environ.get("RMKIT_DATA_DIR")
-    for rel in LOCAL_FILES:
-        if root and (Path(root) / rel).exists():
-            return str(Path(root) / rel)
-    return rb_source.HUB_ID
+    return local_or_hub(LOCAL_FILES, rb_source.HUB_ID)
 
 
 def stratified_subsample(pairs: Sequence[PreferencePair], n: int, seed: int = 0) -> list[PreferencePair]:
