@@ -56,6 +56,15 @@ def prompt_length(tokenizer, conversation: Conversation, ids: Sequence[int]) -> 
     return n
 
 
+def cut_prompt(tokenizer, ids: list[int], conversation: Conversation, cut: int) -> list[int] | None:
+    """`ids` with `cut` tokens removed from the left of the prompt (a leading BOS kept), or None
+    when the prompt is too short to give them: the final reply itself is never cut."""
+    keep = 1 if ids and ids[0] == tokenizer.bos_token_id else 0
+    if prompt_length(tokenizer, conversation, ids) - keep <= cut:
+        return None
+    return ids[:keep] + ids[keep + cut:]
+
+
 def render_ids_with_prompt(tokenizer, conversation: Conversation) -> tuple[list[int], int]:
     ids = render_ids(tokenizer, conversation)
     return ids, prompt_length(tokenizer, conversation, ids)

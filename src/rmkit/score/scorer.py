@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
-from rmkit.models.chat import prompt_length, render_ids, render_text_ids
+from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
@@ -115,12 +115,10 @@ class RewardScorer:
             raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
                                "use truncation='skip' or 'truncate'")
         if policy == "truncate" and conv is not None:
-            keep = 1 if ids and ids[0] == self.tokenizer.bos_token_id else 0
-            plen = prompt_length(self.tokenizer, conv, ids)
-            excess = max(len(ids) - limit, cut or 0)
-            if plen - keep > excess:
+            fitted = cut_prompt(self.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
+            if fitted is not None:
                 self.stats["truncated"] += 1
-                return ids[:keep] + ids[keep + excess:]
+                return fitted
         self.stats["skipped"] += 1
         return None
 

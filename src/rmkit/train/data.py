@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rmkit.data import PreferencePair, load_pairs
-from rmkit.models.chat import prompt_length, render_ids
+from rmkit.models.chat import cut_prompt, render_ids
 
 
 class PairTooLongError(ValueError):
@@ -68,14 +68,6 @@ def heldout_split(pairs: Sequence[PreferencePair], n: int, seed: int = 0
     return ([p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held])
 
 
-def _cut_prompt(tokenizer, ids: list[int], conv, cut: int) -> list[int] | None:
-    keep = 1 if ids and ids[0] == tokenizer.bos_token_id else 0
-    plen = prompt_length(tokenizer, conv, ids)
-    if plen - keep <= cut:
-        return None
-    return ids[:keep] + ids[keep + cut:]
-
-
 def encode_pair(tokenizer, pair: PreferencePair, max_length: int, policy: str, stats: Counter
                 ) -> tuple[list[int], list[int]] | None:
     """(chosen ids, rejected ids) that fit `max_length` under `policy`, or None (counted in stats)."""
@@ -86,7 +78,7 @@ def encode_pair(tokenizer, pair: PreferencePair, max_length: int, policy: str, s
         if policy == "error":
             raise PairTooLongError(f"pair {pair.id}: {max(map(len, ids))} tokens > max_length={max_length}; "
                                    "use truncation=skip or truncation=truncate")
-        fitted = [_cut_prompt(tokenizer, x, c, cut) for x, c in zip(ids, convs)] if policy == "truncate" \
+        fitted = [cut_prompt(tokenizer, x, c, cut) for x, c in zip(ids, convs)] if policy == "truncate" \
             else [None, None]
         if fitted[0] is None or fitted[1] is None:
             stats["skipped_too_long"] += 1
