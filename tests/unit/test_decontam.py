@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
 
 from rmkit.data import DataError, Message, PreferencePair
 from rmkit.decontam import DecontamConfig, decontaminate
-from rmkit.decontam import ngrams
+from rmkit.decontam import ngrams, stream
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import pair_texts, parse_ngram_range, tokenize
 
@@ -144,10 +147,22 @@ def test_bad_row_is_named_and_nothing_is_replaced(files):
     with pytest.raises(DataError) as e:
         decontaminate(DecontamConfig(**cfg))
     assert (e.value.row, e.value.field) == (25, "rejected") and str(t) in str(e.value)
+    assert multiprocessing.active_children() == []  # the workers stopped with the error, not later
     assert (tmp / "clean.jsonl").read_text() == "previous\n" and not (tmp / "rem.jsonl").exists()
     assert not [p for p in tmp.iterdir() if p.name.endswith(".tmp")]
     report = decontaminate(DecontamConfig(**cfg, errors="skip"))
     assert report.skipped == {"rejected": 1} and report.kept + report.removed == 39
+
+
+@pytest.mark.timeout(120)
+def test_a_dying_worker_is_an_error_not_a_hang():
+    """A worker killed mid-run (say by the OOM killer) fails the call instead of leaving it waiting
+    for a result that never comes, and takes the other workers down with it."""
+    index = NgramIndex.build(bench())
+    calls = [(0, divmod, (7, 2)), (1, divmod, (7, 3)), (2, os._exit, (3,)), (3, divmod, (9, 2))]
+    with pytest.raises(BrokenProcessPool):
+        list(stream.in_order(iter(calls), index, workers=2))
+    assert multiprocessing.active_children() == []
 
 
 def test_non_utf8_and_bad_json_are_named(files):

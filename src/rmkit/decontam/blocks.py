@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import multiprocessing as mp
 import os
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -238,10 +237,11 @@ def write_kept(f, block: bytes, edits: list) -> None:
         f.write(view[pos:])
 
 
-def run_block_at(job: stream.Job, first_row: int, offset: int, size: int) -> BlockResult:
-    """run_block on a block the worker reads from the file itself (a plain jsonl): only numbers
-    travel to it, not the block."""
-    with open(job.file, "rb") as f:
+def run_block_at(job: stream.Job, first_row: int, path: str, offset: int, size: int
+                 ) -> BlockResult:
+    """run_block on a block the worker reads from the file itself (a plain jsonl, at `path`, made
+    absolute for the worker): only numbers travel to it, not the block."""
+    with open(path, "rb") as f:
         return run_block(job, first_row, os.pread(f.fileno(), size, offset))
 
 
@@ -253,17 +253,10 @@ def run_blocks(job: stream.Job, index: NgramIndex, *, workers: int, chunk_size: 
         for first_row, _, block in blocks:
             yield block, run_block(job, first_row, block, index)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    gz = job.file.endswith(".gz")
-    with mp.get_context(method).Pool(workers, initializer=stream._init, initargs=(index,)) as pool:
-        pending: deque = deque()
-        for first_row, offset, block in blocks:
-            task = ((run_block, (job, first_row, block)) if gz else
-                    (run_block_at, (job, first_row, offset, len(block))))
-            pending.append((block, pool.apply_async(*task)))
-            if len(pending) >= 2 * workers:
-                block, res = pending.popleft()
-                yield block, res.get()
-        while pending:
-            block, res = pending.popleft()
-            yield block, res.get()
+    if job.file.endswith(".gz"):
+        calls = ((block, run_block, (job, first_row, block)) for first_row, _, block in blocks)
+    else:
+        path = os.path.abspath(job.file)
+        calls = ((block, run_block_at, (job, first_row, path, offset, len(block)))
+                 for first_row, offset, block in blocks)
+    yield from stream.in_order(calls, index, workers=workers)

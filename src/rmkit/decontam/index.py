@@ -106,7 +106,7 @@ class NgramIndex:
     ids: np.ndarray
     docs: list[dict[str, Any]]
     tables: dict[int, Table]
-    prefilter: Prefilter | None = None  # built on first use (then inherited by forked workers)
+    prefilter: Prefilter | None = None  # built with the index; travels to the workers with it
     _texts: dict = field(default_factory=dict, repr=False, compare=False)  # ngram_text memo
 
     @classmethod

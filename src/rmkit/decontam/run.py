@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -142,15 +143,18 @@ def decontaminate(cfg: DecontamConfig) -> DecontamReport:
     with atomic_path(cfg.output) as tmp_out, _maybe_atomic(cfg.removed) as tmp_rem:
         with _open(tmp_out, cfg.output.endswith(".gz")) as out, \
                 _open(tmp_rem or Path(removed_path), str(removed_path).endswith(".gz")) as rem:
-            for block, chunk in _chunks(cfg, job, recs, index):
-                if chunk.error:
-                    raise _data_error(*chunk.error)
-                if block is None:
-                    _write(out, chunk.kept)
-                else:
-                    write_kept(out, block, chunk.edits)
-                _write(rem, chunk.removed)
-                report.add(chunk)
+            # closing(): an error below stops the workers here and now, not whenever the
+            # suspended generator happens to be collected
+            with closing(_chunks(cfg, job, recs, index)) as results:
+                for block, chunk in results:
+                    if chunk.error:
+                        raise _data_error(*chunk.error)
+                    if block is None:
+                        _write(out, chunk.kept)
+                    else:
+                        write_kept(out, block, chunk.edits)
+                    _write(rem, chunk.removed)
+                    report.add(chunk)
     report.finish(time.perf_counter() - t0)
     write_report(report, cfg.report)
     return report

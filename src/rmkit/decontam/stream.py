@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import re
 from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, islice
@@ -323,15 +324,47 @@ def run_all(job: Job, recs: Iterator, index: NgramIndex, *, workers: int, chunk_
         for block in chunks(recs, chunk_size):
             yield run_chunk(job, block, index)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers, initializer=_init, initargs=(index,)) as pool:
-        pending: deque = deque()
-        for block in chunks(recs, chunk_size):
-            pending.append(pool.apply_async(run_chunk, (job, block)))
+    calls = ((None, run_chunk, (job, block)) for block in chunks(recs, chunk_size))
+    for _, result in in_order(calls, index, workers=workers):
+        yield result
+
+
+def pool_context():
+    """How worker processes start: from a fork server where the platform has one, else spawned.
+
+    Never a plain fork of this process: the caller may hold threads (torch's, tqdm's monitor, a
+    server's) and a child forked while one of them holds a lock can wait on it forever. The fork
+    server is a clean single-threaded process that has already imported the decontamination code,
+    so a worker still starts in milliseconds; the index reaches it pickled (13 MB for RewardBench)."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["rmkit.decontam.blocks"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def in_order(calls: Iterator[tuple[Any, Any, tuple]], index: NgramIndex, *, workers: int
+             ) -> Iterator[tuple[Any, Any]]:
+    """(tag, fn(*args)) for each (tag, fn, args) in `calls`, run in `workers` processes that hold
+    `index`, yielded in call order with at most 2 × workers calls in flight.
+
+    A worker that dies raises BrokenProcessPool instead of leaving the caller waiting, and stopping
+    early (an error here, or the caller closing this generator) cancels the calls not yet started
+    and waits for the running ones, so no process outlives the call."""
+    ex = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_init,
+                             initargs=(index,))
+    pending: deque = deque()
+    try:
+        for tag, fn, args in calls:
+            pending.append((tag, ex.submit(fn, *args)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
+                tag, fut = pending.popleft()
+                yield tag, fut.result()
         while pending:
-            yield pending.popleft().get()
+            tag, fut = pending.popleft()
+            yield tag, fut.result()
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
