@@ -24,8 +24,8 @@ user turn shares a 13-gram with a benchmark prompt.
   writes nothing. One process (sklearn has no parallel transform).
 
 Each method runs in its own child process; peak memory is the largest sum of RSS over the child's
-process tree (sampled every 50 ms; copy-on-write pages shared by forked workers count once per
-process, so rmkit's figure is an overestimate). Prints `name: value` lines; the last is the headline.
+process tree (sampled every 50 ms; pages the workers share, such as the fork server's imports, count
+once per process, so rmkit's figure is an overestimate). Prints `name: value` lines; the last is the headline.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 The main process reads raw records (a jsonl line as bytes, or a row dict) in chunks and keeps at most
 `2 × workers` chunks in flight; each worker parses its chunk with the source's parser, matches it
-against the index it inherited, and returns finished output lines plus counts. Nothing grows with
-the training set except the output files themselves.
+against the index it received when it started, and returns finished output lines plus counts.
+Nothing grows with the training set except the output files themselves.
 """
 from __future__ import annotations
 
