@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -159,7 +160,11 @@ def test_a_dying_worker_is_an_error_not_a_hang():
     """A worker killed mid-run (say by the OOM killer) fails the call instead of leaving it waiting
     for a result that never comes, and takes the other workers down with it."""
     index = NgramIndex.build(bench())
-    calls = [(0, divmod, (7, 2)), (1, divmod, (7, 3)), (2, os._exit, (3,)), (3, divmod, (9, 2))]
+    # two slow calls first, so both workers are running before one dies (ProcessPoolExecutor
+    # starts its workers on demand, and on Python 3.11 a worker still starting when another dies
+    # is never stopped)
+    calls = [(0, time.sleep, (0.5,)), (1, time.sleep, (0.5,)), (2, os._exit, (3,)),
+             (3, divmod, (9, 2))]
     with pytest.raises(BrokenProcessPool):
         list(stream.in_order(iter(calls), index, workers=2))
     assert multiprocessing.active_children() == []
