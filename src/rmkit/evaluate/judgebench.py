@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 from rmkit.data.schema import DataError, Message, PreferencePair
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (float_pair_rewards, read_benchmark, add_to_view, build_results, finite, new_view,
-                                   reply_length, scorer_name)
+from rmkit.evaluate.common import (add_to_view, build_results, finite, float_pair_rewards, new_view,
+                                   read_benchmark, reply_length, scorer_name)
 
 HUB_ID = "ScalerLab/JudgeBench"
 SPLIT = "gpt"
@@ -82,8 +82,7 @@ def parse_row(row: dict, *, file: str, index: int) -> PreferencePair:
 
 
 def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePair]:
-    pairs = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
-    return pairs
+    return read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
 
 
 # ---- evaluation ----

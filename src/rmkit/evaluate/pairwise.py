@@ -29,8 +29,8 @@ import numpy as np
 
 from rmkit.data.io import SUFFIXES, is_local, read_rows
 from rmkit.data.schema import DataError, Message, PreferencePair
-from rmkit.evaluate.common import (float_pair_rewards, add_to_view, build_results, finite, new_view, reply_length,
-                                   scorer_name)
+from rmkit.evaluate.common import (add_to_view, build_results, finite, float_pair_rewards, new_view,
+                                   reply_length, scorer_name)
 from rmkit.evaluate.metrics import bootstrap_ci
 
 PROMPT_KEYS = ("prompt", "question", "instruction", "input", "query")

@@ -24,7 +24,7 @@ import numpy as np
 
 from rmkit.data.schema import DataError, Message, PreferencePair
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (read_benchmark, add_to_view, build_results, finite, new_view,
+from rmkit.evaluate.common import (add_to_view, build_results, finite, new_view, read_benchmark,
                                    reply_length, scorer_name)
 from rmkit.evaluate.metrics import grouped_scores
 
