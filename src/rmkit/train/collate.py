@@ -17,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from rmkit.models.groups import pack_rows
+
 
 def collate_padded(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(s) for s in seqs)
@@ -29,23 +31,6 @@ def collate_padded(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torc
     return {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
             "rows": torch.arange(len(seqs)), "cols": torch.tensor([len(s) - 1 for s in seqs]),
             "real_tokens": torch.tensor(sum(len(s) for s in seqs))}
-
-
-def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: sequence indices per row, each row ≤ max(capacity, longest) tokens."""
-    capacity = max(capacity, max(lengths))
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        for r, free in enumerate(room):
-            if lengths[i] <= free:
-                rows[r].append(i)
-                room[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            room.append(capacity - lengths[i])
-    return rows
 
 
 def collate_packed(seqs: Sequence[Sequence[int]], pad_id: int, row_tokens: int = 0

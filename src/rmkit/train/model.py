@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rmkit.models.groups import attention_masks
 from rmkit.models.load import check_config, choose_attention, load_tokenizer, resolve_name
 
 log = logging.getLogger("rmkit")
@@ -103,6 +104,7 @@ class RewardForward:
     """
 
     def __init__(self, model):
+        self.config = model.config
         self.head = head_linear(model)
         self.out: torch.Tensor | None = None
         if self.head is not None:
@@ -118,6 +120,9 @@ class RewardForward:
         device = next(model.parameters()).device
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")
                   if k in batch}
+        if "segment" in batch:  # prefix-shared rows: the 4D mask (per layer type) from the segments
+            dtype = next(model.parameters()).dtype
+            inputs["attention_mask"] = attention_masks(self.config, batch, dtype=dtype, device=device)
         self.out = None
         result = model(**inputs, use_cache=False)
         if self.out is None:  # no separate per-token head (an encoder): its own pooled logits
