@@ -59,8 +59,11 @@ class PoolingHead:
             return self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float()
         out = self.model.base_model(input_ids=input_ids, attention_mask=mask,
                                     position_ids=position_ids_from_mask(mask), use_cache=False)
-        pooled = self.pool(out.last_hidden_state, input_ids, mask).float()
-        rewards = pooled @ self.weight.T
+        return self.apply(self.pool(out.last_hidden_state, input_ids, mask))
+
+    def apply(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The score head in fp32 on pooled hidden states (n, hidden) → (n,) rewards."""
+        rewards = pooled.float() @ self.weight.T
         if self.bias is not None:
             rewards = rewards + self.bias
         return rewards[:, 0]

@@ -22,6 +22,7 @@ import torch
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
 from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
+from rmkit.models.groups import attention_masks, pack_groups, split_group
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
@@ -52,6 +53,11 @@ class ScorerConfig:
     padding_side: str = "right"
     trust_remote_code: bool = False
     show_progress: bool = False
+    sharing: str = "auto"
+    """Prefix sharing: conversations with the same context (a pair's two sides, best-of-N completions)
+    run their common prefix once ("auto"; exact, so it is the default wherever the model allows it:
+    a decoder with a `score` head, pooling "last", not flash_attention_2), or every conversation alone
+    ("off"). Shared batches are padding-free as well."""
 
     def __post_init__(self):
         if self.truncation not in POLICIES:
@@ -60,6 +66,8 @@ class ScorerConfig:
             raise ValueError("pooling must be 'last' or 'hf'")
         if self.padding_side not in ("left", "right"):
             raise ValueError("padding_side must be 'left' or 'right'")
+        if self.sharing not in ("auto", "off"):
+            raise ValueError("sharing must be 'auto' or 'off'")
         if self.batch_tokens <= 0 or self.max_batch_size <= 0:
             raise ValueError("batch_tokens and max_batch_size must be positive")
 
@@ -126,6 +134,13 @@ class RewardScorer:
         convs = [to_conversation(c) for c in conversations]
         return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
 
+    @property
+    def shares(self) -> bool:
+        """Whether this scorer runs prefix-shared groups (else every sequence alone, padded)."""
+        impl = getattr(self.model.config, "_attn_implementation", None) or ""
+        return (self.config.sharing == "auto" and self.head.split and self.config.pooling == "last"
+                and not impl.startswith("flash"))
+
     # ---- forward ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:
@@ -140,8 +155,14 @@ class RewardScorer:
         rewards = self.head(ids.to(self.device), mask.to(self.device))
         return rewards.float().cpu().tolist()
 
-    def score_ids(self, sequences: Sequence[list[int] | None]) -> list[float]:
-        """Rewards for token-id sequences (None → NaN), batched by length, in input order."""
+    def score_ids(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]] | None = None
+                  ) -> list[float]:
+        """Rewards for token-id sequences (None → NaN), batched by length, in input order.
+
+        `groups`: lists of indices into `sequences` that share a context (e.g. [[0, 1], [2, 3]] for two
+        pairs); where the scorer shares, each group's common prefix runs once. Same rewards either way."""
+        if groups is not None and self.shares:
+            return self._score_groups(sequences, groups)
         real = [i for i, s in enumerate(sequences) if s is not None]
         out = [math.nan] * len(sequences)
         lengths = [len(sequences[i]) for i in real]
@@ -153,10 +174,42 @@ class RewardScorer:
         self.stats["scored"] += len(real)
         return out
 
+    def _score_groups(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]]
+                      ) -> list[float]:
+        out = [math.nan] * len(sequences)
+        members = [[i for i in g if sequences[i] is not None] for g in groups]
+        members = [m for m in members if m]
+        shared = [split_group([sequences[i] for i in m]) for m in members]
+        self.stats["shared_groups"] += sum(1 for g in shared if g.prefix)
+        self.stats["unshared_groups"] += sum(1 for g, m in zip(shared, members) if len(m) > 1 and not g.prefix)
+        self.stats["tokens_unshared"] += sum(g.unshared_length for g in shared)
+        self.stats["tokens_shared"] += sum(g.length for g in shared)
+        lengths = [g.length for g in shared]
+        batches = token_budget_batches(lengths, self.config.batch_tokens, self.config.max_batch_size)
+        for batch in _progress(batches, self.config.show_progress, sum(lengths)):
+            rewards = self._forward_groups([shared[j] for j in batch])
+            flat = [i for j in batch for i in members[j]]
+            for i, r in zip(flat, rewards):
+                out[i] = r
+        self.stats["scored"] += sum(len(m) for m in members)
+        return out
+
+    @torch.inference_mode()
+    def _forward_groups(self, groups: list) -> list[float]:
+        batch = pack_groups(groups, self.tokenizer.pad_token_id or 0)
+        dtype = next(self.model.parameters()).dtype
+        masks = attention_masks(self.model.config, batch, dtype=dtype, device=self.device)
+        out = self.model.base_model(input_ids=batch["input_ids"].to(self.device), attention_mask=masks,
+                                    position_ids=batch["position_ids"].to(self.device), use_cache=False)
+        return self.head.apply(out.last_hidden_state[batch["rows"], batch["cols"]]).cpu().tolist()
+
     # ---- public API ------------------------------------------------------------------------------
     def score(self, conversations: Sequence[Any]) -> list[float]:
-        """One raw reward (a logit, no sigmoid) per conversation, in input order."""
-        return self.score_ids(self.encode(conversations))
+        """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
+        same context (every message before the last) share its forward where the scorer shares."""
+        convs = [to_conversation(c) for c in conversations]
+        return self.score_ids([self._fit(render_ids(self.tokenizer, c), c) for c in convs],
+                              groups=context_groups(convs))
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
         """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
@@ -171,7 +224,7 @@ class RewardScorer:
         seqs: list[list[int] | None] = []
         for p in pairs:
             seqs.extend(self._encode_pair(p))
-        r = self.score_ids(seqs)
+        r = self.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
         return list(zip(r[0::2], r[1::2]))
 
     def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
@@ -186,6 +239,14 @@ class RewardScorer:
         if fitted[0] is None or fitted[1] is None:
             return None, None
         return fitted[0], fitted[1]
+
+
+def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:
+    """Indices of conversations with the same context (all messages but the last), in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(convs):
+        groups.setdefault(tuple((m.role, m.content) for m in c[:-1]), []).append(i)
+    return list(groups.values())
 
 
 def _progress(batches, show: bool, total_tokens: int):
