@@ -34,7 +34,7 @@ def toy(tmp_path_factory) -> Path:
 
 
 def cfg(model, data, out, **kw) -> TrainConfig:
-    base = dict(model=str(model), data=[str(data)], eval_size=8, output_dir=str(out), batch_size=4,
+    base = dict(model=str(model), data=[str(d) for d in data] if isinstance(data, list) else [str(data)], eval_size=8, output_dir=str(out), batch_size=4,
                 learning_rate=1e-3, lr_scheduler="constant", seed=0, n_boot=100)
     base.update(kw)
     return TrainConfig(**base)

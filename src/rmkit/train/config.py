@@ -19,7 +19,10 @@ import yaml
 POLICIES = ("error", "skip", "truncate")
 SCHEDULERS = ("cosine", "constant", "linear")
 PRECISIONS = ("no", "bf16", "fp16")
-PACKING = ("auto", "on", "off")
+PACKING = ("auto", "shared", "on", "off")
+PAIR_MODES = ("pairs", "all")
+TRUNK_CACHE = ("auto", "off")
+TRUNK_DTYPES = ("bfloat16", "model")
 
 
 @dataclass
@@ -56,10 +59,17 @@ class TrainConfig:
     """Over-long pairs, as the scorer: "error" | "skip" (counted) | "truncate" (prompt cut from the left,
     the same cut on both sides). A pair whose two sides become identical is always skipped."""
     packing: str = "auto"
-    """Padding-free batches: "on" packs a micro-batch into rows of one flat stream with per-sequence
-    position ids; "off" pads; "auto" = on. Rows hold `pack_row_tokens` tokens (0 = the longest sequence
-    in the micro-batch on CPU/SDPA; one row for flash_attention_2)."""
+    """"shared": each prompt runs once for all its responses (prefix-shared rows with a 4D mask; exact,
+    and padding-free); "on" packs every sequence alone into rows of one flat stream with per-sequence
+    position ids; "off" pads; "auto" = shared where the model can take the mask (a `score` head, SDPA or
+    eager), else on (flash_attention_2 cannot take a custom mask). Rows hold `pack_row_tokens` tokens
+    (0 = the longest group / sequence in the micro-batch; one row for flash_attention_2)."""
     pack_row_tokens: int = 0
+    pair_mode: str = "pairs"
+    """"pairs": every pair is its own item; "all": the pairs of one prompt become one group of its distinct
+    responses (each pair a Bradley-Terry term), and rows with k scored responses (Magpie `responses` +
+    `rewards_armorm`, or BestOfN `completions` + `scores`) train on all their ordered pairs. The loss is the
+    mean over the micro-batch's pairs; `batch_size` then counts groups."""
     group_by_length: bool = True
     """Batch pairs of similar length together (within shuffled chunks of 64 micro-batches)."""
     # ---- optimisation --------------------------------------------------------------------------
@@ -85,6 +95,19 @@ class TrainConfig:
     """"bf16" (autocast; fp32 master weights), "fp16" (GPU), "no" (fp32)."""
     gradient_checkpointing: bool = False
     seed: int = 0
+    # ---- frozen trunk ---------------------------------------------------------------------------
+    freeze_layers: int = 0
+    """Freeze the embeddings and decoder layers below K (0 = train everything); LoRA goes on layers K and up."""
+    trunk_cache: str = "auto"
+    """With freeze_layers > 0: "auto" computes the hidden states entering layer K once for every training
+    and evaluation sequence (the prompt once per group) into a memory-mapped store, and every step runs
+    only layers K and up from it; "off" recomputes the frozen layers every step."""
+    trunk_dtype: str = "bfloat16"
+    """Store dtype: "bfloat16" (half the disk of fp32; rewards move by ~1e-2, see the README) or "model"
+    (the model's dtype: the exact states)."""
+    trunk_dir: str | None = None
+    """Where the store lives (None = output_dir/trunk). It is keyed by the frozen weights, the data, K,
+    max_length, the template and the dtype, so a changed run builds a new one beside it."""
     # ---- LoRA ----------------------------------------------------------------------------------
     lora_r: int = 0
     """0 = full fine-tuning; > 0 = LoRA of this rank, the score head trained and saved in full."""
@@ -111,13 +134,16 @@ class TrainConfig:
         _one_of("lr_scheduler", self.lr_scheduler, SCHEDULERS)
         _one_of("mixed_precision", self.mixed_precision, PRECISIONS)
         _one_of("packing", self.packing, PACKING)
+        _one_of("pair_mode", self.pair_mode, PAIR_MODES)
+        _one_of("trunk_cache", self.trunk_cache, TRUNK_CACHE)
+        _one_of("trunk_dtype", self.trunk_dtype, TRUNK_DTYPES)
         _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         _one_of("data_errors", self.data_errors, ("raise", "skip"))
         for name in ("batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_size", "rewardbench_eval", "eval_steps", "save_steps", "warmup_steps",
-                     "lora_r", "pack_row_tokens"):
+                     "lora_r", "pack_row_tokens", "freeze_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:

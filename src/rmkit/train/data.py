@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from rmkit.data import PreferencePair, load_pairs
@@ -30,10 +30,37 @@ class EncodedPair:
     chosen: tuple[int, ...]
     rejected: tuple[int, ...]
     margin: float = 0.0
+    prompt: str = field(default="", compare=False)
+    """The prompt's key (`prompt_key`), so that pair_mode "all" can merge the pairs of one prompt."""
 
     @property
     def length(self) -> int:
         return len(self.chosen) + len(self.rejected)
+
+    @property
+    def responses(self) -> tuple[tuple[int, ...], ...]:
+        return (self.chosen, self.rejected)
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        return ((0, 1),)
+
+    @property
+    def margins(self) -> tuple[float, ...]:
+        return (self.margin,)
+
+
+@dataclass(frozen=True)
+class EncodedGroup:
+    """One prompt's k encoded conversations and the preferences among them: `edges` (winner, loser)
+    index pairs, one Bradley-Terry term each (pair_mode "all")."""
+    responses: tuple[tuple[int, ...], ...]
+    edges: tuple[tuple[int, int], ...]
+    margins: tuple[float, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(len(r) for r in self.responses)
 
 
 def load_sources(sources: Sequence[str], *, format: str = "auto", errors: str = "skip"
@@ -43,6 +70,41 @@ def load_sources(sources: Sequence[str], *, format: str = "auto", errors: str = 
     for src in sources:
         pairs.extend(load_pairs(src, format=format, errors=errors, skipped=skipped))
     return pairs, skipped
+
+
+def load_ranked(source: str, errors: str = "skip", skipped: Counter | None = None) -> list | None:
+    """Rows with several scored responses (Magpie `responses` + `rewards_armorm`, or rmkit's BestOfN
+    `prompt` + `completions` + `scores`) as BestOfN; None when the source holds plain pairs."""
+    from rmkit.data.io import read_rows
+    from rmkit.data.schema import BestOfN, DataError, to_conversation
+    from rmkit.data.sources import magpie
+
+    from pathlib import Path
+
+    if not Path(source).is_file():
+        return None
+    out, kind = [], None
+    for index, row in read_rows(source):
+        if kind is None:
+            cols = set(row)
+            kind = "magpie" if {"responses", "rewards_armorm"} <= cols else \
+                "bestofn" if {"prompt", "completions", "scores"} <= cols else "pairs"
+            if kind == "pairs":
+                return None
+        try:
+            if kind == "magpie":
+                out.append(magpie.parse_group(row, file=str(source), index=index))
+            else:
+                out.append(BestOfN(str(row.get("id", index)), str(row.get("source", "")),
+                                   to_conversation(row["prompt"]),
+                                   [to_conversation(c, default_role="assistant") for c in row["completions"]],
+                                   scores=[float(x) for x in row["scores"]]).validate(file=str(source), row=index))
+        except (DataError, KeyError, TypeError, ValueError) as e:
+            if errors == "raise":
+                raise DataError(f"{source} row {index}: {e}") from e
+            if skipped is not None:
+                skipped[f"ranked: {type(e).__name__}"] += 1
+    return out
 
 
 def prompt_key(pair: PreferencePair) -> str:
@@ -100,9 +162,48 @@ def encode_pairs(tokenizer, pairs: Sequence[PreferencePair], *, max_length: int,
         if got is None:
             continue
         margin = float(p.meta.get(margin_key, 0.0)) if margin_key else 0.0
-        out.append(EncodedPair(tuple(got[0]), tuple(got[1]), margin))
+        out.append(EncodedPair(tuple(got[0]), tuple(got[1]), margin, prompt_key(p)))
     stats["encoded"] = len(out)
     return out, stats
+
+
+def merge_by_prompt(encoded: Sequence[EncodedPair]) -> list[EncodedGroup]:
+    """pair_mode "all": the encoded pairs of one prompt become one group of its distinct responses, with
+    each pair an edge (a response preferred in one pair and beaten in another is one response, run once)."""
+    order: dict[str, list[EncodedPair]] = {}
+    for e in encoded:
+        order.setdefault(e.prompt or str(id(e)), []).append(e)
+    groups = []
+    for members in order.values():
+        index: dict[tuple[int, ...], int] = {}
+        edges: dict[tuple[int, int], float] = {}
+        for e in members:
+            w, l = (index.setdefault(x, len(index)) for x in (e.chosen, e.rejected))
+            edges.setdefault((w, l), e.margin)
+        groups.append(EncodedGroup(tuple(index), tuple(edges), tuple(edges.values())))
+    return groups
+
+
+def ranked_edges(scores: Sequence[float]) -> tuple[tuple[int, int], ...]:
+    """All ordered pairs (i, j) with scores[i] > scores[j] (ties carry no preference)."""
+    return tuple((i, j) for i in range(len(scores)) for j in range(len(scores)) if scores[i] > scores[j])
+
+
+def encode_ranked(tokenizer, item, max_length: int, stats: Counter) -> EncodedGroup | None:
+    """A BestOfN with scores → a group with all its ordered pairs; over-long completions are dropped
+    (counted), and a group left with no preference is skipped."""
+    keep = []
+    for conv, score in zip(item.conversations(), item.scores):
+        ids = render_ids(tokenizer, conv)
+        if len(ids) > max_length:
+            stats["completions_too_long"] += 1
+            continue
+        keep.append((tuple(ids), float(score)))
+    edges = ranked_edges([sc for _, sc in keep])
+    if not edges:
+        stats["skipped_no_preference"] += 1
+        return None
+    return EncodedGroup(tuple(ids for ids, _ in keep), edges, (0.0,) * len(edges))
 
 
 def sample(items: Sequence, n: int | None, seed: int) -> list:

@@ -54,8 +54,6 @@ def pair_rewards(run, encoded: Sequence[EncodedPair | None]) -> list[tuple[float
     """(chosen, rejected) reward per pair, NaN for a skipped one, gathered from all processes."""
     from accelerate.utils import gather_object
 
-    from rmkit.train.trainer import collate_for
-
     acc, bs = run.acc, run.cfg.eval_batch_size
     real = [i for i, e in enumerate(encoded) if e is not None]
     per = math.ceil(len(real) / acc.num_processes) if real else 0
@@ -64,7 +62,7 @@ def pair_rewards(run, encoded: Sequence[EncodedPair | None]) -> list[tuple[float
     got: list[tuple[int, float, float]] = []
     for b in range(0, len(mine_padded), bs):
         idx = mine_padded[b:b + bs]
-        r = run.fwd(run.model, collate_for(run, [encoded[i] for i in idx])).float().cpu().tolist()
+        r = run.forward(run.collate([encoded[i] for i in idx])).float().cpu().tolist()
         got.extend((i, c, j) for i, c, j in zip(idx, r[0::2], r[1::2]))
     got = got[:len(mine)]
     out = [(math.nan, math.nan)] * len(encoded)

@@ -49,9 +49,28 @@ def load_for_training(cfg, device: str = "cpu"):
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    if cfg.freeze_layers:
+        freeze_below(model, cfg.freeze_layers)
     if cfg.lora_r > 0:
         model = add_lora(model, cfg)
     return model.train(), tok
+
+
+def decoder(model) -> torch.nn.Module:
+    """The decoder stack (the module holding `embed_tokens` and `layers`) inside a seq-cls model, peft or not."""
+    for _, m in model.named_modules():
+        if isinstance(getattr(m, "layers", None), torch.nn.ModuleList) and hasattr(m, "embed_tokens"):
+            return m
+    raise ValueError(f"{type(model).__name__}: no decoder stack with embed_tokens and layers found")
+
+
+def freeze_below(model, k: int) -> None:
+    """Embeddings and decoder layers 0..k-1 stop training (their weights stay as loaded)."""
+    stack = decoder(model)
+    if not 0 < k < len(stack.layers):
+        raise ValueError(f"freeze_layers={k}: the model has {len(stack.layers)} layers (need 0 < K < that)")
+    for module in (stack.embed_tokens, *stack.layers[:k]):
+        module.requires_grad_(False)
 
 
 def init_head(model, std: float, seed: int) -> None:
@@ -67,9 +86,16 @@ def add_lora(model, cfg):
     from peft import LoraConfig, get_peft_model
 
     targets = cfg.lora_target_modules
+    extra = {}
+    if cfg.freeze_layers:  # LoRA only on the trained layers K and up (peft needs the module names then)
+        if isinstance(targets, str):
+            targets = sorted({n.split(".")[-1] for n, m in decoder(model).layers.named_modules()
+                              if isinstance(m, torch.nn.Linear)})
+        extra = {"layers_to_transform": list(range(cfg.freeze_layers, len(decoder(model).layers))),
+                 "layers_pattern": "layers"}
     lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                       lora_dropout=cfg.lora_dropout, target_modules=targets,
-                      modules_to_save=["score"])
+                      modules_to_save=["score"], **extra)
     model = get_peft_model(model, lora)
     if cfg.gradient_checkpointing:
         model.enable_input_require_grads()

@@ -26,7 +26,7 @@ from rmkit.train import evaluation
 from rmkit.train.collate import batch_plan, pair_sequences, shard, steps_per_epoch
 from rmkit.train.config import TrainConfig
 from rmkit.train.data import encode_pairs, heldout_split, load_sources, sample
-from rmkit.train.loss import bradley_terry_loss, pair_metrics, split_rewards
+from rmkit.train.loss import bradley_terry_loss, pair_metrics
 from rmkit.train.model import FLASH, RewardForward, attention_of, export, load_for_training
 
 log = logging.getLogger("rmkit")
@@ -63,6 +63,15 @@ class Run:
     evalset: evaluation.EvalSet
     state: TrainState
     stats: dict
+    trunk: object = None
+    """A `rmkit.train.trunk.TrunkRunner` when layers below freeze_layers run from the store, else None."""
+
+    def collate(self, items) -> dict:
+        return self.trunk.collate(self, items) if self.trunk is not None else collate_for(self, items)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """fp32 rewards of the batch's responses, in order."""
+        return self.trunk.forward(self, batch) if self.trunk is not None else self.fwd(self.model, batch)
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -78,7 +87,16 @@ def make_accelerator(cfg: TrainConfig):
 
 
 def prepare_data(cfg: TrainConfig, tok) -> tuple[list, evaluation.EvalSet, dict]:
-    pairs, skipped = load_sources(cfg.data, format=cfg.data_format, errors=cfg.data_errors)
+    from collections import Counter
+
+    from rmkit.train.data import encode_ranked, load_ranked, merge_by_prompt
+
+    ranked, sources, ranked_skipped = {}, list(cfg.data), Counter()
+    if cfg.pair_mode == "all":  # sources of k scored responses are read as such, not as pairs
+        ranked = {s: load_ranked(s, errors=cfg.data_errors, skipped=ranked_skipped) for s in cfg.data}
+        sources = [s for s in cfg.data if ranked[s] is None]
+    pairs, skipped = load_sources(sources, format=cfg.data_format, errors=cfg.data_errors)
+    skipped.update(ranked_skipped)
     if cfg.eval_data:
         held, held_skipped = load_sources(cfg.eval_data, format=cfg.data_format, errors=cfg.data_errors)
         skipped.update({f"eval_{k}": v for k, v in held_skipped.items()})
@@ -87,10 +105,27 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list, evaluation.EvalSet, dict]
     train, train_stats = encode_pairs(tok, pairs, max_length=cfg.max_length, policy=cfg.truncation,
                                       margin_key=cfg.margin_key)
     train = sample(train, cfg.max_train_pairs, cfg.seed)
+    if cfg.pair_mode == "all":  # one group per prompt; ranked rows give all their ordered pairs
+        train = merge_by_prompt(train) + [g for rows in ranked.values() for g in
+                                          (encode_ranked(tok, b, cfg.max_length, train_stats) for b in rows or [])
+                                          if g is not None]
+        train_stats.update(groups=len(train), group_pairs=sum(len(g.edges) for g in train))
     evalset = evaluation.EvalSet.build(cfg, tok, held)
     stats = {"rows_skipped": dict(skipped), "train": dict(train_stats), "eval": evalset.stats,
              "train_pairs": len(train), "eval_pairs": len(evalset.pairs)}
     return train, evalset, stats
+
+
+def packing_mode(cfg: TrainConfig, attention: str | None, fwd) -> str:
+    """The layout this run uses: "shared" where exact (a score head, a mask-taking attention), else packed."""
+    attention = attention or ""
+    can_share = fwd.head is not None and not attention.startswith("flash")
+    if cfg.packing == "shared" and not can_share:
+        raise ValueError(f"packing=shared needs a `score` head and SDPA or eager attention (got {attention}); "
+                         "use packing=on")
+    if cfg.packing == "auto":
+        return "shared" if can_share else ("on" if fwd.head is not None else "off")
+    return cfg.packing
 
 
 def total_steps(cfg: TrainConfig, num_pairs: int, global_batch: int) -> int:
@@ -129,44 +164,75 @@ def setup(cfg: TrainConfig) -> Run:
     acc.register_for_checkpointing(scheduler, state)
     stats.update(num_steps=num_steps, global_batch=global_batch, processes=acc.num_processes,
                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                 attention=attention)
-    return Run(cfg, acc, model, tok, fwd, optimizer, scheduler, train, plan, evalset, state, stats)
+                 attention=attention, packing=packing_mode(cfg, attention, fwd))
+    run = Run(cfg, acc, model, tok, fwd, optimizer, scheduler, train, plan, evalset, state, stats)
+    if cfg.freeze_layers and cfg.trunk_cache == "auto":
+        from rmkit.train.trunk import TrunkRunner
+
+        run.trunk = TrunkRunner.build(run)
+    return run
 
 
-def collate_for(run: Run, pairs) -> dict:
+def collate_for(run: Run, items) -> dict:
+    """A micro-batch of pairs / groups in this run's layout, plus its edges: `winners[e]`, `losers[e]` index
+    the flat rewards (responses in item order), `margins[e]` the edge's margin."""
+    from rmkit.models.groups import pack_groups, split_group
     from rmkit.train.collate import collate_packed, collate_padded
 
-    seqs = pair_sequences([(p.chosen, p.rejected) for p in pairs])
     pad = run.tok.pad_token_id if run.tok.pad_token_id is not None else 0
-    if run.cfg.packing == "off" or run.fwd.head is None:
-        return collate_padded(seqs, pad)
+    seqs = [r for it in items for r in it.responses]
+    mode = run.stats.get("packing", "on")
     one_row = run.stats.get("attention") == FLASH
-    return collate_packed(seqs, pad, row_tokens=10 ** 9 if one_row else run.cfg.pack_row_tokens)
+    row_tokens = 10 ** 9 if one_row else run.cfg.pack_row_tokens
+    if mode == "shared":
+        batch = pack_groups([split_group(it.responses) for it in items], pad, row_tokens)
+    elif mode == "off" or run.fwd.head is None:
+        batch = collate_padded(seqs, pad)
+    else:
+        batch = collate_packed(seqs, pad, row_tokens=row_tokens)
+    batch.update(edge_index(items))
+    return batch
+
+
+def edge_index(items) -> dict[str, torch.Tensor]:
+    winners, losers, margins, start = [], [], [], 0
+    for it in items:
+        winners += [start + w for w, _ in it.edges]
+        losers += [start + l for _, l in it.edges]
+        margins += list(it.margins)
+        start += len(it.responses)
+    return {"winners": torch.tensor(winners), "losers": torch.tensor(losers),
+            "margins": torch.tensor(margins, dtype=torch.float32)}
+
+
+def step_loss(run: Run, rewards: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bradley-Terry over the batch's edges: (loss, chosen rewards, rejected rewards)."""
+    c, r = rewards[batch["winners"].to(rewards.device)], rewards[batch["losers"].to(rewards.device)]
+    margin = batch["margins"].to(c.device) if run.cfg.margin_key else None
+    return bradley_terry_loss(c, r, margin, run.cfg.center_rewards_coefficient), c, r
 
 
 def train_step(run: Run) -> dict:
     """One optimizer step over this process's micro-batches; returns the step's metrics (all ranks)."""
     acc, cfg = run.acc, run.cfg
     micro = shard(run.plan[run.state.step], acc.process_index, acc.num_processes, cfg.grad_accum)
-    chosen, rejected, tokens = [], [], 0
+    chosen, rejected, margins, tokens = [], [], [], 0
     for idx in micro:
-        pairs = [run.train[i] for i in idx]
-        batch = collate_for(run, pairs)
+        batch = run.collate([run.train[i] for i in idx])
         with acc.accumulate(run.model):
-            c, r = split_rewards(run.fwd(run.model, batch))
-            margin = torch.tensor([p.margin for p in pairs], device=c.device) if cfg.margin_key else None
-            loss = bradley_terry_loss(c, r, margin, cfg.center_rewards_coefficient)
+            loss, c, r = step_loss(run, run.forward(batch), batch)
             acc.backward(loss)
         chosen.append(c.detach())
         rejected.append(r.detach())
-        tokens += int(batch["real_tokens"])
+        margins.append(batch["margins"])
+        tokens += int(batch.get("unshared_tokens", batch["real_tokens"]))
     grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad()
     c, r = torch.cat(chosen), torch.cat(rejected)
-    margins = torch.tensor([run.train[i].margin for i in sum(micro, [])]) if cfg.margin_key else None
-    local = torch.tensor([bradley_terry_loss(c, r, margins, cfg.center_rewards_coefficient).item(),
+    m = torch.cat(margins).to(c.device) if cfg.margin_key else None
+    local = torch.tensor([bradley_terry_loss(c, r, m, cfg.center_rewards_coefficient).item(),
                           *pair_metrics(c, r).values(), float(tokens)], device=c.device)
     return _reduce_metrics(acc, local, grad_norm)
 

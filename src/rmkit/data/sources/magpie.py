@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rmkit.data.schema import DataError, Message, PreferencePair
+from rmkit.data.schema import BestOfN, DataError, Message, PreferencePair
 from rmkit.data.sources.common import get_field
 
 CATEGORIES = {"Math": "math", "Coding & Debugging": "code"}
@@ -76,3 +76,18 @@ def parse_row(row: Mapping[str, Any], *, file: str | None, index: int, source: s
         rejected=[Message("assistant", responses[worst])],
         category=skywork_category(row.get("task_category")), meta=meta,
     ).validate(file=file, row=index)
+
+
+def parse_group(row: Mapping[str, Any], *, file: str | None, index: int, source: str = "magpie") -> BestOfN:
+    """All of a Magpie row's responses with their ArmoRM scores (for training on every ordered pair)."""
+    where = {"file": file, "row": index}
+    if "responses" not in row and ULTRA_COLUMNS <= set(row):
+        row = _from_ultra(row)
+    responses = get_field(row, "responses", where, kind=list)
+    if len(responses) < 2 or not all(isinstance(r, str) and r.strip() for r in responses):
+        raise DataError("need at least 2 non-empty string responses", **where, field="responses")
+    return BestOfN(id=str(row.get("uuid") or row.get("id") or f"{source}:{index}"), source=source,
+                   prompt=[Message("user", get_field(row, "instruction", where))],
+                   completions=[[Message("assistant", r)] for r in responses],
+                   scores=_scores(row, len(responses), where),
+                   subset=skywork_category(row.get("task_category"))).validate(file=file, row=index)

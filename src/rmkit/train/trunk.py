@@ -1,0 +1,243 @@
+"""The frozen-trunk activation store: layers below K run once per sequence, not once per epoch.
+
+    rmkit train --config configs/train/smollm2-135m-rm.yaml          # freeze_layers: 26, trunk_cache: auto
+
+With `freeze_layers: K` the embeddings and layers 0..K-1 never change, so their output, the hidden state
+entering layer K, is the same every epoch. `TrunkStore.build` computes it once for every training and
+evaluation group (the prompt once per group: the rows are prefix-shared, `rmkit.models.groups`) into a
+memory-mapped file under the output folder, beside its index; each training step then reads its groups'
+states and runs only layers K and up, the final norm and the score head (`TrunkRunner`).
+
+The store is keyed (folder name) by a hash of the frozen weights, the encoded data, K, max_length, the
+chat template and the store dtype: a changed run builds a new store, an unchanged one (a resume, a second
+session) reuses it. The build is resumable chunk by chunk (a kill loses at most the chunk in flight),
+prints its disk size first and refuses to start without the room. Stored in bfloat16 it takes half the disk
+of fp32 and the states are rounded to 8 bits of mantissa (the rewards of an untrained SmolLM2-135M head moved
+by at most ~0.016); `trunk_dtype: model` stores the exact states.
+
+Runs in one process (the top layers are called directly, outside a DDP wrapper): more processes are refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rmkit.data.io import write_json_atomic
+from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
+from rmkit.train.model import decoder, head_linear
+
+log = logging.getLogger("rmkit")
+NUMPY = {torch.bfloat16: np.int16, torch.float16: np.float16, torch.float32: np.float32}
+CHUNK_GROUPS = 32
+
+
+def run_layers(stack, config, hidden: torch.Tensor, masks, position_ids: torch.Tensor,
+               layers: Sequence[int]) -> torch.Tensor:
+    """Decoder layers `layers` of `stack` on `hidden` (rows, W, H) with a custom mask (or per-type masks)."""
+    position_embeddings = stack.rotary_emb(hidden, position_ids)
+    types = getattr(config, "layer_types", None)
+    for i in layers:
+        mask = masks[types[i]] if isinstance(masks, dict) else masks
+        hidden = stack.layers[i](hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                                 position_ids=position_ids)
+    return hidden
+
+
+def frozen_fingerprint(stack, k: int) -> str:
+    """sha256 over the frozen weights (embeddings and layers below k), in order."""
+    h = hashlib.sha256()
+    for module in (stack.embed_tokens, *stack.layers[:k]):
+        for name, t in module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(groups: Sequence[Group]) -> str:
+    h = hashlib.sha256()
+    for g in groups:
+        h.update(np.asarray(g.prefix, dtype=np.int64).tobytes() + b"|")
+        for s in g.suffixes:
+            h.update(np.asarray(s, dtype=np.int64).tobytes() + b",")
+        h.update(b";")
+    return h.hexdigest()
+
+
+@dataclass
+class TrunkStore:
+    """Hidden states entering layer `k` for `groups`, token by token in shared layout, memory-mapped."""
+    folder: Path
+    groups: list[Group]
+    offsets: np.ndarray
+    hidden: int
+    dtype: torch.dtype
+    states: np.ndarray | None = None
+
+    @property
+    def tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.tokens * self.hidden * torch.finfo(self.dtype).bits // 8
+
+    @classmethod
+    def plan(cls, root: Path, key: str, groups: list[Group], hidden: int, dtype: torch.dtype) -> "TrunkStore":
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([g.length for g in groups])
+        return cls(root / key[:16], groups, offsets, hidden, dtype)
+
+    def read(self, i: int) -> torch.Tensor:
+        """The stored states of group i: (its shared-layout tokens, hidden), in the store dtype."""
+        block = torch.from_numpy(np.array(self.states[self.offsets[i]:self.offsets[i + 1]]))
+        return block.view(self.dtype) if self.dtype == torch.bfloat16 else block
+
+    def open(self, mode: str) -> None:
+        self.states = np.memmap(self.folder / "states.bin", dtype=NUMPY[self.dtype], mode=mode,
+                                shape=(max(self.tokens, 1), self.hidden))
+
+    def done_chunks(self, key: str) -> int:
+        index = self.folder / "index.json"
+        if not index.exists():
+            return 0
+        meta = json.loads(index.read_text())
+        return int(meta["done_chunks"]) if meta.get("key") == key else 0
+
+    def write_index(self, key: str, done: int, total: int) -> None:
+        write_json_atomic(self.folder / "index.json", {
+            "key": key, "done_chunks": done, "chunks": total, "chunk_groups": CHUNK_GROUPS,
+            "groups": len(self.groups), "tokens": self.tokens, "hidden": self.hidden,
+            "dtype": str(self.dtype).replace("torch.", ""), "bytes": self.nbytes})
+
+
+def check_room(folder: Path, nbytes: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = (folder / "states.bin").stat().st_size if (folder / "states.bin").exists() else 0
+    free = shutil.disk_usage(folder).free
+    log.warning("trunk store %s: %.2f GB on disk (%.2f GB free)", folder, nbytes / 1e9, free / 1e9)
+    if nbytes - existing > free * 0.95:
+        raise OSError(f"the trunk store needs {nbytes / 1e9:.2f} GB under {folder}, only {free / 1e9:.2f} GB "
+                      "free; free some space, set trunk_dir elsewhere, or use trunk_dtype=bfloat16")
+
+
+@torch.inference_mode()
+def build_store(model, config, groups: list[Group], k: int, root: Path, key_parts: dict, dtype: torch.dtype,
+                pad_id: int, show_progress: bool = True) -> TrunkStore:
+    """Compute (or finish computing) the store of `groups`; returns it opened for reading."""
+    stack = decoder(model)
+    parts = {**key_parts, "weights": frozen_fingerprint(stack, k), "data": data_fingerprint(groups), "k": k,
+             "dtype": str(dtype)}
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    store = TrunkStore.plan(root, key, groups, stack.config.hidden_size, dtype)
+    chunks = list(range(0, len(groups), CHUNK_GROUPS))
+    done = store.done_chunks(key)
+    if done < len(chunks):
+        check_room(store.folder, store.nbytes)
+        store.open("r+" if done else "w+")
+        if not done:
+            write_json_atomic(store.folder / "key.json", parts)
+        _fill(store, model, config, stack, chunks, done, k, key, pad_id, show_progress)
+        del store.states
+    store.open("r")
+    return store
+
+
+def _fill(store, model, config, stack, chunks, done, k, key, pad_id, show_progress) -> None:
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    device = stack.embed_tokens.weight.device
+    wdtype = stack.embed_tokens.weight.dtype
+    bar = tqdm(total=len(chunks), initial=done, desc=f"trunk store (layers < {k})", unit="chunk",
+               disable=not show_progress)
+    for c in range(done, len(chunks)):
+        idx = list(range(chunks[c], min(chunks[c] + CHUNK_GROUPS, len(store.groups))))
+        batch = pack_groups([store.groups[i] for i in idx], pad_id)
+        masks = attention_masks(config, batch, dtype=wdtype, device=device)
+        hidden = stack.embed_tokens(batch["input_ids"].to(device))
+        hidden = run_layers(stack, config, hidden, masks, batch["position_ids"].to(device), range(k))
+        out = hidden.to(store.dtype).cpu()
+        for j, gi in enumerate(idx):
+            cells = (batch["segment"] == j).nonzero()
+            block = out[cells[:, 0], cells[:, 1]]
+            raw = block.view(torch.int16) if store.dtype == torch.bfloat16 else block
+            store.states[store.offsets[gi]:store.offsets[gi + 1]] = raw.numpy()
+        store.states.flush()
+        store.write_index(key, c + 1, len(chunks))
+        bar.update(1)
+    bar.close()
+    model.train(was_training)
+
+
+def items_of(run) -> list:
+    """Every item the run will ever forward: training items, then held-out and RewardBench eval pairs."""
+    es = run.evalset
+    return list(run.train) + [e for e in (*es.encoded, *es.rb_encoded) if e is not None]
+
+
+class TrunkRunner:
+    """Training and evaluation from the store: batches carry stored states, forwards run layers K and up."""
+
+    def __init__(self, store: TrunkStore, where: dict, k: int, model, config):
+        self.store, self.where, self.k = store, where, k
+        self.stack, self.config = decoder(model), config
+        self.head = head_linear(model)
+
+    @classmethod
+    def build(cls, run) -> "TrunkRunner":
+        cfg = run.cfg
+        if run.acc.num_processes > 1:
+            raise ValueError("trunk_cache runs in one process; use trunk_cache=off under several processes")
+        if run.fwd.head is None or run.stats["packing"] != "shared":
+            raise ValueError("trunk_cache needs a decoder with a `score` head and packing=shared (or auto)")
+        model = run.acc.unwrap_model(run.model)
+        where: dict = {}
+        groups = []
+        for item in items_of(run):
+            if item.responses not in where:
+                where[item.responses] = len(groups)
+                groups.append(split_group(item.responses))
+        dtype = next(model.parameters()).dtype if cfg.trunk_dtype == "model" else torch.bfloat16
+        root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
+        parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
+        store = build_store(model, model.config, groups, cfg.freeze_layers, root, parts, dtype,
+                            run.tok.pad_token_id or 0)
+        run.stats["trunk"] = {"folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
+                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", "")}
+        return cls(store, where, cfg.freeze_layers, model, model.config)
+
+    def collate(self, run, items) -> dict:
+        """The shared-layout batch of `items` with their stored states in `hidden` (rows, W, H)."""
+        from rmkit.train.trainer import edge_index
+
+        ids = [self.where[it.responses] for it in items]
+        batch = pack_groups([self.store.groups[i] for i in ids], 0, run.cfg.pack_row_tokens)
+        hidden = torch.zeros((*batch["input_ids"].shape, self.store.hidden), dtype=self.store.dtype)
+        for j, gi in enumerate(ids):
+            cells = (batch["segment"] == j).nonzero()
+            hidden[cells[:, 0], cells[:, 1]] = self.store.read(gi)
+        batch["hidden"] = hidden
+        batch.update(edge_index(items))
+        return batch
+
+    def forward(self, run, batch: dict) -> torch.Tensor:
+        """fp32 rewards: layers K and up, the final norm and the score head (in fp32) on the stored states."""
+        device = self.stack.embed_tokens.weight.device
+        dtype = self.stack.norm.weight.dtype
+        masks = attention_masks(self.config, batch, dtype=dtype, device=device)
+        hidden = batch["hidden"].to(device=device, dtype=dtype)
+        hidden = run_layers(self.stack, self.config, hidden, masks, batch["position_ids"].to(device),
+                            range(self.k, len(self.stack.layers)))
+        pooled = self.stack.norm(hidden)[batch["rows"].to(device), batch["cols"].to(device)]
+        with torch.autocast(device_type=device.type, enabled=False):
+            bias = None if self.head.bias is None else self.head.bias.float()
+            return torch.nn.functional.linear(pooled.float(), self.head.weight.float(), bias)[:, 0]

@@ -1,0 +1,155 @@
+"""Prefix-shared and trunk-cache training: the same losses, step by step, and the same weights as the
+plain paths; the store resumes after a kill, is reused when nothing changed, and refuses a full disk."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_train_tiny import cfg, write_toy
+from rmkit.models.groups import split_group
+from rmkit.train import trunk
+from rmkit.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy(tmp_path_factory.mktemp("toy-trunk") / "toy.jsonl", 40, seed=1)
+
+
+def _history(out):
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _close_runs(a, b, atol=1e-5):
+    ha, hb = _history(a), _history(b)
+    assert len(ha) == len(hb) > 2
+    for x, y in zip(ha, hb):
+        assert x["loss"] == pytest.approx(y["loss"], abs=atol)
+        assert x["grad_norm"] == pytest.approx(y["grad_norm"], abs=1e-4, rel=1e-4)
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=5e-5, rtol=1e-3)  # Adam steps amplify fp32 noise
+
+
+def test_shared_training_equals_padded(tiny_llama, toy, tmp_path):
+    kw = dict(num_epochs=2, lr_scheduler="constant")
+    train(cfg(tiny_llama, toy, tmp_path / "off", packing="off", **kw))
+    s = train(cfg(tiny_llama, toy, tmp_path / "shared", packing="shared", **kw))
+    assert s["data"]["packing"] == "shared"
+    _close_runs(tmp_path / "off", tmp_path / "shared")
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_trunk_cache_equals_frozen_recomputed(tiny_llama, toy, tmp_path, lora_r):
+    kw = dict(num_epochs=2, freeze_layers=1, lora_r=lora_r, eval_steps=3)
+    ref = train(cfg(tiny_llama, toy, tmp_path / "recompute", trunk_cache="off", **kw))
+    got = train(cfg(tiny_llama, toy, tmp_path / "store", trunk_cache="auto", trunk_dtype="model", **kw))
+    assert "trunk" not in ref["data"] and got["data"]["trunk"]["tokens"] > 0
+    _close_runs(tmp_path / "recompute", tmp_path / "store")
+    assert got["eval"]["heldout"]["accuracy"] == ref["eval"]["heldout"]["accuracy"]
+    assert got["data"]["trainable_params"] == ref["data"]["trainable_params"]
+
+
+def test_frozen_layers_do_not_move(tiny_llama, toy, tmp_path):
+    from safetensors.torch import load_file as lf
+
+    before = lf(str(tiny_llama / "model.safetensors"))
+    train(cfg(tiny_llama, toy, tmp_path, max_steps=3, freeze_layers=1))
+    after = lf(str(tmp_path / "model" / "model.safetensors"))
+    frozen = [n for n in before if "layers.0." in n or "embed_tokens" in n]
+    moved = [n for n in before if "layers.1." in n]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert any(not torch.equal(before[n], after[n]) for n in moved)
+
+
+def _groups():
+    return [split_group([[1, 5 + i, 6, 7, 8 + i % 3], [1, 5 + i, 6, 9]]) for i in range(7)]
+
+
+def test_store_resumes_after_a_kill_and_is_reused(tiny_llama, tmp_path, monkeypatch):
+    from rmkit.models.load import load_reward_model
+
+    model, _ = load_reward_model(str(tiny_llama))
+    groups = _groups()
+    fresh = trunk.build_store(model, model.config, groups, 1, tmp_path / "a", {}, torch.float32, 0)
+    ref = torch.cat([fresh.read(i) for i in range(len(groups))])
+    monkeypatch.setattr(trunk, "CHUNK_GROUPS", 2)
+    calls = {"n": 0}
+    real = trunk.TrunkStore.write_index
+
+    def dying(self, key, done, total):
+        real(self, key, done, total)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed after its second chunk
+
+    monkeypatch.setattr(trunk.TrunkStore, "write_index", dying)
+    with pytest.raises(KeyboardInterrupt):
+        trunk.build_store(model, model.config, groups, 1, tmp_path / "b", {}, torch.float32, 0)
+    monkeypatch.setattr(trunk.TrunkStore, "write_index", real)
+    folder = next((tmp_path / "b").iterdir())
+    assert json.loads((folder / "index.json").read_text())["done_chunks"] == 2
+    seen = []
+    monkeypatch.setattr(trunk, "run_layers", lambda *a, **k: seen.append(1) or real_run(*a, **k))
+    resumed = trunk.build_store(model, model.config, groups, 1, tmp_path / "b", {}, torch.float32, 0)
+    assert len(seen) == 2  # chunks 3 and 4 of 4
+    torch.testing.assert_close(torch.cat([resumed.read(i) for i in range(len(groups))]), ref)
+    seen.clear()
+    trunk.build_store(model, model.config, groups, 1, tmp_path / "b", {}, torch.float32, 0)
+    assert not seen  # complete and unchanged: reused as it is
+
+
+real_run = trunk.run_layers
+
+
+def test_store_matches_the_model_and_bf16_is_close(tiny_llama, tmp_path):
+    from rmkit.models.load import load_reward_model
+
+    model, _ = load_reward_model(str(tiny_llama))
+    g = _groups()[:2]
+    exact = trunk.build_store(model, model.config, g, 1, tmp_path, {}, torch.float32, 0)
+    half = trunk.build_store(model, model.config, g, 1, tmp_path, {}, torch.bfloat16, 0)
+    assert exact.folder != half.folder  # keyed by dtype
+    with torch.no_grad():
+        out = model.model(input_ids=torch.tensor([list(g[0].sequences[0])]), output_hidden_states=True)
+    n = len(g[0].sequences[0])
+    torch.testing.assert_close(exact.read(0)[:n], out.hidden_states[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(half.read(0).float(), exact.read(0), atol=0.05, rtol=0.02)
+
+
+def test_store_refuses_without_room(tiny_llama, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from rmkit.models.load import load_reward_model
+
+    model, _ = load_reward_model(str(tiny_llama))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("u", "total used free")(10, 10, 10))
+    with pytest.raises(OSError, match="needs"):
+        trunk.build_store(model, model.config, _groups(), 1, tmp_path, {}, torch.float32, 0)
+
+
+def _ranked_file(path, n=12):
+    import random
+
+    rng = random.Random(3)
+    with open(path, "w") as f:
+        for i in range(n):
+            replies = ["Sure, here is a poem.", "Sure, here is the answer.", "The quick brown fox.", "The lazy dog."]
+            f.write(json.dumps({"id": f"r{i}", "prompt": f"Jane has {rng.randint(1, 99)} apples.",
+                                "completions": replies, "scores": [4, 3, 2, rng.choice([1, 2])]}) + "\n")
+    return path
+
+
+def test_pair_mode_all_shared_equals_padded(tiny_llama, toy, tmp_path):
+    ranked = _ranked_file(tmp_path / "ranked.jsonl")
+    kw = dict(pair_mode="all", max_steps=6, batch_size=3)
+    data = [str(toy), str(ranked)]
+    off = train(cfg(tiny_llama, data, tmp_path / "off", packing="off", **kw))
+    shared = train(cfg(tiny_llama, data, tmp_path / "shared", packing="shared", **kw))
+    stats = shared["data"]["train"]
+    assert stats["groups"] == off["data"]["train"]["groups"]
+    # 12 ranked rows: 6 ordered pairs each, or 5 where the last two tie; plus one edge per toy pair
+    assert stats["group_pairs"] > stats["groups"]
+    _close_runs(tmp_path / "off", tmp_path / "shared")
