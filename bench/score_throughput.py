@@ -1,11 +1,13 @@
-"""Scoring throughput: rmkit's RewardScorer vs the two usual loops, same model, same pairs, one run.
+"""Scoring throughput: rmkit's prefix-shared scorer vs its unshared scorer vs the usual loops, one run.
 
-    python bench/score_throughput.py [--pairs 300] [--dtype bfloat16] [--blocks 3]
+    python bench/score_throughput.py [--data rewardbench|hh] [--pairs 300] [--dtype bfloat16] [--blocks 3] [--demo]
+    python bench/score_throughput.py --shares      # only the share of prompt tokens per source and its bound
 
+shared: `RewardScorer` (sharing="auto": each pair's common prefix once, padding-free rows, 4D mask);
+rmkit: `RewardScorer(sharing="off")`: length-sorted token-budget batches, mask pooling;
 (a) the Skywork model card demo: one conversation per forward, `apply_chat_template(tokenize=True)`;
 (b) reward-bench `run_rm.py` style: fixed batches of 8 in input order, padded, chosen and rejected in
     separate passes, transformers' own forward;
-rmkit: length-sorted token-budget batches, mask pooling.
 The pairs are a stratified RewardBench sample split into blocks; each block runs all three methods in
 a rotating order (A/B alternation), so machine noise hits them alike. First, the three are checked
 to give the same rewards in fp32 on a few pairs. Prints `name: value` lines; the last is the headline.
@@ -74,53 +76,115 @@ def check_same(model, tok, pairs, n=8):
     return max(abs(x - y) for x, y in zip(a, r)), max(abs(x - y) for x, y in zip(b, r))
 
 
+def prompt_shares(tok, max_length=None) -> dict:
+    """Per source: the tokens prefix sharing removes, as a fraction of the pairs' tokens, and its bound."""
+    from rmkit.models.chat import render_ids
+    from rmkit.models.groups import split_group
+    from rmkit.train.splits import quality_split
+
+    train, held = quality_split()
+    sources = {"hh-rlhf": [p for p in train + held if p.source.startswith("hh-rlhf")][:1000],
+               "ultrafeedback": [p for p in train + held if p.source == "ultrafeedback"][:1000],
+               "rewardbench": load_rewardbench()}
+    out = {}
+    for name, pairs in sources.items():
+        whole = shared = 0
+        for p in pairs:
+            ids = [render_ids(tok, p.chosen_conversation), render_ids(tok, p.rejected_conversation)]
+            if max_length and max(map(len, ids)) > max_length:
+                continue
+            g = split_group(ids)
+            whole, shared = whole + g.unshared_length, shared + g.length
+        saved = 1 - shared / whole
+        out[name] = {"pairs": len(pairs), "prompt_share": 2 * saved, "saved": saved, "bound": 1 / (1 - saved)}
+    return out
+
+
+def load_pairs_for(data: str, n: int):
+    if data == "rewardbench":
+        return load_rewardbench(subsample=n, seed=2024)
+    import random
+
+    from rmkit.train.splits import quality_split
+
+    train, held = quality_split()
+    hh = [p for p in held + train if p.source.startswith("hh-rlhf")]
+    return random.Random(2024).sample(hh, n)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--data", choices=("rewardbench", "hh"), default="rewardbench")
+    ap.add_argument("--demo", action="store_true", help="also time the model-card loop (slow)")
+    ap.add_argument("--shares", action="store_true", help="only print the prompt share per source")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     args = ap.parse_args()
-    pairs = load_rewardbench(subsample=args.pairs, seed=2024)
+    if args.shares:
+        from rmkit.models.load import load_tokenizer
+        from rmkit.models.embedded import prepare
+
+        tok = load_tokenizer(str(prepare(args.model)))
+        for name, v in prompt_shares(tok).items():
+            print(f"{name}: pairs {v['pairs']}, shared prompt {v['prompt_share']:.1%} of a pair's tokens, "
+                  f"sharing removes {v['saved']:.1%} (bound {v['bound']:.2f}x)")
+        return
+    pairs = load_pairs_for(args.data, args.pairs)
     model32, tok = load_reward_model(args.model, dtype="float32", device="cpu")
     da, db = check_same(model32, tok, pairs)
-    print(f"fp32 max |reward diff| demo-loop vs rmkit: {da:.2e}")
-    print(f"fp32 max |reward diff| rewardbench-loop vs rmkit: {db:.2e}")
+    print(f"fp32 max |reward diff| demo-loop vs rmkit shared: {da:.2e}")
+    print(f"fp32 max |reward diff| rewardbench-loop vs rmkit shared: {db:.2e}")
+    off = RewardScorer(model32, tok, ScorerConfig(sharing="off")).score_pairs(pairs[:8])
+    on = RewardScorer(model32, tok, ScorerConfig()).score_pairs(pairs[:8])
+    print(f"fp32 max |reward diff| rmkit unshared vs shared: "
+          f"{max(abs(a - b) for x, y in zip(off, on) for a, b in zip(x, y)):.2e}")
     del model32
     model, tok = load_reward_model(args.model, dtype=args.dtype, device="cpu")
-    scorer = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens))
+    shared = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens))
+    scorer = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens, sharing="off"))
     seq_len = [len(x) for p in pairs for x in scorer._encode_pair(p)]
     real_tokens = sum(seq_len)
-    times = {"rmkit": 0.0, "demo": 0.0, "rewardbench": 0.0}
+    times = {"shared": 0.0, "rmkit": 0.0, "rewardbench": 0.0}
+    if args.demo:
+        times["demo"] = 0.0
     rewards = {k: [] for k in times}
     blocks = [pairs[i::args.blocks] for i in range(args.blocks)]
     for bi, block in enumerate(blocks):
         convs = [([m.to_dict() for m in p.chosen_conversation], [m.to_dict() for m in p.rejected_conversation])
                  for p in block]
-        runs = {"rmkit": lambda: scorer.score_pairs(block),
+        runs = {"shared": lambda: shared.score_pairs(block), "rmkit": lambda: scorer.score_pairs(block),
                 "demo": lambda: list(zip(*[iter(demo_loop(model, tok, [x for c in convs for x in c]))] * 2)),
                 "rewardbench": lambda: rewardbench_loop(model, tok, convs)}
-        order = list(times)[bi % 3:] + list(times)[:bi % 3]
+        n = len(times)
+        order = list(times)[bi % n:] + list(times)[:bi % n]
         for name in order:
             t = time.perf_counter()
             rewards[name].extend(runs[name]())
             times[name] += time.perf_counter() - t
             print(f"block {bi} {name}: {time.perf_counter() - t:.1f}s", flush=True)
-    agree = {k: sum((c > r) == (c2 > r2) for (c, r), (c2, r2) in zip(rewards[k], rewards["rmkit"])) / len(pairs)
-             for k in ("demo", "rewardbench")}
+    agree = {k: sum((c > r) == (c2 > r2) for (c, r), (c2, r2) in zip(rewards[k], rewards["shared"])) / len(pairs)
+             for k in times if k != "shared"}
     flops = model_flops(model, seq_len)
     peak = matmul_flops(getattr(torch, args.dtype))
-    print(f"pairs: {len(pairs)}")
+    print(f"data: {args.data}  pairs: {len(pairs)}")
+    print(f"tokens after sharing: {shared.stats['tokens_shared']} of {shared.stats['tokens_unshared']} "
+          f"({1 - shared.stats['tokens_shared'] / shared.stats['tokens_unshared']:.1%} removed)")
     print(f"real tokens: {real_tokens}")
     print(f"dtype: {args.dtype}  threads: {torch.get_num_threads()}")
     for k in times:
         print(f"{k} tokens/s: {real_tokens / times[k]:.0f}  ({times[k]:.1f}s)")
-    print(f"decision agreement with rmkit ({args.dtype}): demo {agree['demo']:.3f}, rewardbench {agree['rewardbench']:.3f}")
+    print("decision agreement with shared (" + args.dtype + "): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in agree.items()))
     print(f"matmul peak ({args.dtype}, 2048^3): {peak / 1e9:.1f} GFLOP/s")
-    print(f"rmkit share of matmul peak: {flops / times['rmkit'] / peak:.1%}")
-    print(f"ratio rmkit / demo loop: {times['demo'] / times['rmkit']:.2f}x")
-    print(f"ratio rmkit / rewardbench loop: {times['rewardbench'] / times['rmkit']:.2f}x")
+    print(f"shared share of matmul peak (unshared FLOPs): {flops / times['shared'] / peak:.1%}")
+    if args.demo:
+        print(f"ratio shared / demo loop: {times['demo'] / times['shared']:.2f}x")
+    print(f"ratio shared / rmkit unshared: {times['rmkit'] / times['shared']:.2f}x")
+    print(f"ratio rmkit unshared / rewardbench loop: {times['rewardbench'] / times['rmkit']:.2f}x")
+    print(f"ratio shared / rewardbench loop: {times['rewardbench'] / times['shared']:.2f}x")
 
 
 if __name__ == "__main__":

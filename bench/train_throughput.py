@@ -1,14 +1,18 @@
-"""rmkit's trainer vs TRL's RewardTrainer in one run: same model, same 200 real pairs, same hyper-parameters
-and precision. Prints real (non-pad) training tokens/s, peak RSS and both loss curves (PNG + JSON).
+"""Training throughput, in one run, alternating rounds: TRL's RewardTrainer, rmkit's packed path, rmkit's
+prefix-shared path and rmkit from the frozen-trunk store; and scored multi-response rows trained as all
+their pairs, shared vs the same pairs run one by one. Same model, pairs, trainable set, precision, batch.
 
     RMKIT_DATA_DIR=../shared/data nice python bench/train_throughput.py --rounds 2 --out bench/results
 
-Model: a ~30M-parameter Llama (hidden 384, 6 layers) with SmolLM2's tokenizer and a fixed random init:
-SmolLM2-135M itself trains at ~300 tokens/s on a 2-core CPU, too slow for 2 x 200 pairs x rounds.
-Data: the first 200 pairs of rmkit's training split that fit 512 tokens (no truncation on either side,
-so both trainers see exactly the same pairs). Both: 50 steps of 4 pairs, AdamW lr 1e-4, cosine with 5
-warm-up steps, bf16 autocast, no gradient checkpointing, seed 0. Each run is its own process (peak RSS
-= that process's ru_maxrss); runs alternate rmkit, TRL, rmkit, TRL, ... The headline is the last line.
+Model: the embedded SmolLM2-135M (30 layers), layers below K=26 frozen (embeddings too) in every method,
+so all train the same 4 layers, the final norm and the head. Data: the first --pairs pairs of rmkit's
+training split (`quality_split`) that fit 384 tokens untruncated, HH-RLHF and UltraFeedback interleaved
+half and half (so every method sees exactly the same pairs). 1 epoch, batches of 4 pairs, AdamW lr 1e-4,
+cosine, fp32 (this machine's CPU has no fast bf16 matmul: 0.28 GFLOP/s vs 106 in fp32), seed 0. Each run is its own process (peak RSS = its ru_maxrss).
+(d) trunk: the store (bf16) is built in the same process and timed apart; its cost is amortised over 1, 2
+and 4 epochs. Ranked rows: the Magpie ArmoRM example (5 prompts x 5 scored responses, completions that fit
+512 tokens), `pair_mode: all` with shared rows vs all ordered pairs written out and trained as pairs (packed).
+Prints `name: value` lines; the headline is the last.
 """
 from __future__ import annotations
 
@@ -22,30 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-PAIRS, BATCH, MAX_LEN, LR, WARMUP, SEED = 200, 4, 512, 1e-4, 5, 0
+PAIRS, BATCH, MAX_LEN, LR, WARMUP, SEED, K = 32, 4, 384, 1e-4, 2, 0, 26
+RANKED_MAX = 512
+METHODS = ("trl", "packed", "shared", "trunk")
+RANKED = ("ranked_pairs", "ranked_shared")
 
 
-def build_model(workdir: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+def freeze(model, k: int = K) -> None:
+    from rmkit.train.model import freeze_below
 
-    from rmkit.models.embedded import prepare
-
-    out = workdir / "model"
-    if (out / "model.safetensors").exists():
-        return out
-    tok = AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=384, intermediate_size=1024, num_hidden_layers=6,
-                      num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=2048, num_labels=1,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=True)
-    torch.manual_seed(SEED)
-    LlamaForSequenceClassification(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    freeze_below(model, k)
 
 
-def build_data(workdir: Path, model_dir: Path) -> Path:
+def build_data(workdir: Path, model_dir: Path, n: int) -> Path:
     from collections import Counter
 
     from rmkit.data.io import write_jsonl_atomic
@@ -53,76 +46,131 @@ def build_data(workdir: Path, model_dir: Path) -> Path:
     from rmkit.train.data import encode_pair
     from rmkit.train.splits import quality_split
 
-    path = workdir / "pairs.jsonl"
+    path = workdir / f"pairs-{n}.jsonl"
     if path.exists():
         return path
-    tok, stats, keep = load_tokenizer(str(model_dir)), Counter(), []
-    for p in quality_split()[0]:
-        if len(keep) < PAIRS and encode_pair(tok, p, MAX_LEN, "skip", stats) is not None:
-            keep.append(p)
+    tok, stats = load_tokenizer(str(model_dir)), Counter()
+    fits = [p for p in quality_split()[0] if encode_pair(tok, p, MAX_LEN, "skip", stats) is not None]
+    hh = [p for p in fits if p.source.startswith("hh-rlhf")]
+    uf = [p for p in fits if p.source == "ultrafeedback"]
+    keep = [p for pair in zip(hh, uf) for p in pair][:n]
     write_jsonl_atomic(path, (p.to_dict() for p in keep))
     return path
 
 
-def run_rmkit(model_dir: Path, data: Path, out: Path) -> dict:
-    from rmkit.train import TrainConfig, train
+def build_ranked(workdir: Path, model_dir: Path) -> tuple[Path, Path]:
+    """The Magpie rows (completions that fit) as BestOfN, and the same ordered pairs as a pairs file."""
+    from rmkit.data.io import read_rows, write_jsonl_atomic
+    from rmkit.data.sources import magpie
+    from rmkit.models.chat import render_ids
+    from rmkit.models.load import load_tokenizer
+    from rmkit.train.data import ranked_edges
 
-    cfg = TrainConfig(model=str(model_dir), data=[str(data)], max_length=MAX_LEN, truncation="skip",
-                      batch_size=BATCH, num_epochs=1, learning_rate=LR, lr_scheduler="cosine",
-                      warmup_steps=WARMUP, mixed_precision="bf16", seed=SEED, output_dir=str(out),
-                      final_eval=False, logging_steps=50)
+    src = Path(os.environ["RMKIT_DATA_DIR"]) / "magpie-armorm-example" / "example_instructions_5res_armorm.json"
+    tok = load_tokenizer(str(model_dir))
+    groups, pairs = [], []
+    for i, row in read_rows(src):
+        b = magpie.parse_group(row, file=str(src), index=i)
+        keep = [(c, s) for c, s in zip(b.completions, b.scores)
+                if len(render_ids(tok, [*b.prompt, *c])) <= RANKED_MAX]
+        prompt = [m.to_dict() for m in b.prompt]
+        groups.append({"id": b.id, "prompt": prompt, "completions": [[m.to_dict() for m in c] for c, _ in keep],
+                       "scores": [s for _, s in keep]})
+        for w, l in ranked_edges([s for _, s in keep]):
+            pairs.append({"id": f"{b.id}:{w}>{l}", "prompt": prompt, "chosen": [m.to_dict() for m in keep[w][0]],
+                          "rejected": [m.to_dict() for m in keep[l][0]]})
+    write_jsonl_atomic(workdir / "ranked.jsonl", groups)
+    write_jsonl_atomic(workdir / "ranked_pairs.jsonl", pairs)
+    return workdir / "ranked.jsonl", workdir / "ranked_pairs.jsonl"
+
+
+def rmkit_config(which: str, model_dir: Path, workdir: Path, out: Path, n: int):
+    from rmkit.train import TrainConfig
+
+    common = dict(model=str(model_dir), max_length=MAX_LEN, truncation="skip", batch_size=BATCH, num_epochs=1,
+                  learning_rate=LR, lr_scheduler="cosine", warmup_steps=WARMUP, mixed_precision="no",
+                  seed=SEED, output_dir=str(out), final_eval=False, logging_steps=10 ** 6, freeze_layers=K,
+                  trunk_cache="off", group_by_length=False)
+    data = [str(workdir / f"pairs-{n}.jsonl")]
+    if which == "packed":
+        return TrainConfig(data=data, packing="on", **common)
+    if which == "shared":
+        return TrainConfig(data=data, packing="shared", **common)
+    if which == "trunk":
+        return TrainConfig(data=data, packing="shared", **{**common, "trunk_cache": "auto"})
+    common.update(max_length=RANKED_MAX, batch_size=1)
+    if which == "ranked_pairs":
+        return TrainConfig(data=[str(workdir / "ranked_pairs.jsonl")], packing="on", **{**common, "batch_size": 8})
+    return TrainConfig(data=[str(workdir / "ranked.jsonl")], packing="shared", pair_mode="all", **common)
+
+
+def run_rmkit(which: str, model_dir: Path, workdir: Path, out: Path, n: int) -> dict:
+    from rmkit.train import train
+
     t0, c0 = time.monotonic(), cpu_seconds()
-    summary = train(cfg)
-    cpu = cpu_seconds() - c0
-    hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"tokens": sum(h["tokens"] for h in hist), "seconds": summary["train_seconds"],
-            "losses": [h["loss"] for h in hist], "total_seconds": time.monotonic() - t0, "cpu_seconds": cpu}
+    summary = train(rmkit_config(which, model_dir, workdir, out, n))
+    hist = summary_history(out)
+    res = {"tokens": sum(h["tokens"] for h in hist), "seconds": summary["train_seconds"],
+           "losses": [h["loss"] for h in hist], "total_seconds": time.monotonic() - t0,
+           "cpu_seconds": cpu_seconds() - c0, "pairs": summary["data"]["train"].get("group_pairs",
+                                                                                   summary["data"]["train_pairs"]),
+           "trainable_params": summary["data"]["trainable_params"]}
+    if "trunk" in summary["data"]:
+        res["build_seconds"] = summary["data"]["trunk"]["build_seconds"]
+        res["store_bytes"] = summary["data"]["trunk"]["bytes"]
+    return res
 
 
-def run_trl(model_dir: Path, data: Path, out: Path) -> dict:
+def summary_history(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_trl(model_dir: Path, workdir: Path, out: Path, n: int) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    rows = [json.loads(x) for x in (workdir / f"pairs-{n}.jsonl").read_text().splitlines()]
     ds = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     args = RewardConfig(output_dir=str(out), per_device_train_batch_size=BATCH, num_train_epochs=1,
-                        learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=WARMUP, bf16=True,
+                        learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=WARMUP, bf16=False,
                         use_cpu=True, max_length=MAX_LEN, gradient_checkpointing=False, report_to=[],
                         logging_steps=1, save_strategy="no", seed=SEED, dataloader_num_workers=0)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    freeze(model)
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds,
                             processing_class=AutoTokenizer.from_pretrained(model_dir))
     tds = trainer.train_dataset
     tokens = sum(len(x) for x in tds["chosen_ids"]) + sum(len(x) for x in tds["rejected_ids"])
     t0, c0 = time.monotonic(), cpu_seconds()
-    result = trainer.train()
+    trainer.train()
     seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"tokens": tokens, "seconds": seconds, "losses": losses, "pairs": len(tds), "cpu_seconds": cpu,
-            "train_runtime": result.metrics.get("train_runtime")}
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads): steadier than wall time on a shared machine."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-def worker(which: str, workdir: Path, tag: str) -> None:
+def worker(which: str, workdir: Path, tag: str, n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
-    model_dir, data = workdir / "model", workdir / "pairs.jsonl"
-    res = (run_rmkit if which == "rmkit" else run_trl)(model_dir, data, workdir / f"run-{tag}")
+    model_dir = Path(workdir / "model.txt").read_text().strip()
+    out = workdir / f"run-{tag}"
+    res = run_trl(Path(model_dir), workdir, out, n) if which == "trl" else \
+        run_rmkit(which, Path(model_dir), workdir, out, n)
     res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     res["tokens_per_s"] = res["tokens"] / res["seconds"]
-    res["tokens_per_cpu_s"] = res["tokens"] / res["cpu_seconds"]
+    res["pairs_per_s"] = res["pairs"] / res["seconds"]
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def spawn(which: str, workdir: Path, tag: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", which, "--workdir", str(workdir), "--tag", tag]
+def spawn(which: str, workdir: Path, tag: str, n: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", which, "--workdir", str(workdir), "--tag", tag, "--pairs", str(n)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not line:
@@ -137,11 +185,12 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, runs in results.items():
-        ax.plot(range(1, len(runs[0]["losses"]) + 1), runs[0]["losses"], label=f"{name} (round 1)")
-    ax.set_xlabel("optimizer step (4 pairs)")
+    for name in METHODS:
+        losses = results[name][0]["losses"]
+        ax.plot(range(1, len(losses) + 1), losses, label=name)
+    ax.set_xlabel(f"optimizer step ({BATCH} pairs)")
     ax.set_ylabel("Bradley-Terry loss")
-    ax.set_title("Same model, 200 pairs, same hyper-parameters: rmkit vs TRL RewardTrainer")
+    ax.set_title(f"SmolLM2-135M, layers >= {K} trained, same pairs: four training paths")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -150,43 +199,55 @@ def plot(results: dict, path: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=PAIRS)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--workdir", default="/tmp/rmkit-train-throughput")
-    ap.add_argument("--worker", choices=("rmkit", "trl"))
+    ap.add_argument("--worker", choices=METHODS + RANKED)
     ap.add_argument("--tag", default="0")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
     if args.worker:
-        return worker(args.worker, workdir, args.tag)
+        return worker(args.worker, workdir, args.tag, args.pairs)
+    from rmkit.models.embedded import prepare
+
     workdir.mkdir(parents=True, exist_ok=True)
-    build_data(workdir, build_model(workdir))
-    results: dict[str, list] = {"rmkit": [], "trl": []}
+    model_dir = prepare("smollm2-135m")
+    (workdir / "model.txt").write_text(str(model_dir))
+    build_data(workdir, model_dir, args.pairs)
+    build_ranked(workdir, model_dir)
+    results: dict[str, list] = {k: [] for k in METHODS + RANKED}
     for r in range(args.rounds):
-        for which in ("rmkit", "trl"):
-            results[which].append(spawn(which, workdir, f"{which}-{r}"))
-            res = results[which][-1]
-            print(f"round {r + 1} {which}: {res['tokens_per_s']:.0f} tok/s ({res['tokens_per_cpu_s']:.0f} per CPU-s), "
-                  f"{res['tokens']} tokens in "
-                  f"{res['seconds']:.1f} s, peak RSS {res['peak_rss_gb']:.2f} GB, final loss {res['losses'][-1]:.4f}",
-                  flush=True)
+        order = METHODS + RANKED if r % 2 == 0 else tuple(reversed(METHODS)) + tuple(reversed(RANKED))
+        for which in order:
+            res = spawn(which, workdir, f"{which}-{r}", args.pairs)
+            results[which].append(res)
+            extra = f", store build {res['build_seconds']:.1f} s" if "build_seconds" in res else ""
+            print(f"round {r + 1} {which}: {res['tokens_per_s']:.0f} tok/s, {res['pairs_per_s']:.2f} pairs/s, "
+                  f"{res['tokens']} tokens in {res['seconds']:.1f} s{extra}, peak RSS {res['peak_rss_gb']:.2f} GB, "
+                  f"trainable {res['trainable_params']}, final loss {res['losses'][-1]:.4f}", flush=True)
     report(results, Path(args.out))
 
 
 def report(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     med = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in results.items()}
-    rss = {k: max(r["peak_rss_gb"] for r in v) for k, v in results.items()}
-    cpu = {k: statistics.median(r["tokens_per_cpu_s"] for r in v) for k, v in results.items()}
+    sec = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
     (out / "train_throughput.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "train_throughput_loss.png")
     for k in results:
         print(f"{k}_tokens_per_s_median: {med[k]:.0f}")
-        print(f"{k}_tokens_per_cpu_s_median: {cpu[k]:.0f}")
-        print(f"{k}_peak_rss_gb: {rss[k]:.2f}")
+        print(f"{k}_epoch_seconds_median: {sec[k]:.1f}")
+        print(f"{k}_peak_rss_gb: {max(r['peak_rss_gb'] for r in results[k]):.2f}")
+    build = statistics.median(r["build_seconds"] for r in results["trunk"])
+    print(f"trunk_store_build_seconds_median: {build:.1f}")
+    print(f"trunk_store_gb: {results['trunk'][0]['store_bytes'] / 1e9:.3f}")
+    for e in (1, 2, 4):
+        print(f"trunk_over_trl_amortised_{e}_epochs: {sec['trl'] / ((build + e * sec['trunk']) / e):.2f}")
     print(f"loss_curves_png: {out / 'train_throughput_loss.png'}")
-    print(f"speedup_rmkit_over_trl_tokens_per_cpu_s: {cpu['rmkit'] / cpu['trl']:.2f}")
-    print(f"rss_ratio_rmkit_over_trl: {rss['rmkit'] / rss['trl']:.2f}")
-    print(f"speedup_rmkit_over_trl_tokens_per_s: {med['rmkit'] / med['trl']:.2f}")
+    print(f"packed_over_trl: {med['packed'] / med['trl']:.2f}")
+    print(f"ranked_shared_over_ranked_pairs: {sec['ranked_pairs'] / sec['ranked_shared']:.2f}")
+    print(f"trunk_over_trl_per_epoch_after_first: {sec['trl'] / sec['trunk']:.2f}")
+    print(f"shared_over_packed: {med['shared'] / med['packed']:.2f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -209,9 +210,10 @@ class TrunkRunner:
         dtype = next(model.parameters()).dtype if cfg.trunk_dtype == "model" else torch.bfloat16
         root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
         parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
+        t0 = time.monotonic()
         store = build_store(model, model.config, groups, cfg.freeze_layers, root, parts, dtype,
                             run.tok.pad_token_id or 0)
-        run.stats["trunk"] = {"folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
+        run.stats["trunk"] = {"build_seconds": round(time.monotonic() - t0, 2), "folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
                               "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", "")}
         return cls(store, where, cfg.freeze_layers, model, model.config)
 

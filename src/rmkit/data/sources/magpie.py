@@ -54,14 +54,20 @@ def _scores(row: Mapping[str, Any], n: int, where: dict) -> list[float]:
     return scores
 
 
-def parse_row(row: Mapping[str, Any], *, file: str | None, index: int, source: str = "magpie"
-              ) -> PreferencePair:
-    where = {"file": file, "row": index}
+def _responses(row: Mapping[str, Any], where: dict) -> tuple[Mapping[str, Any], list[str]]:
+    """(the row in the DPO-set layout, its responses), checked: at least 2 non-empty strings."""
     if "responses" not in row and ULTRA_COLUMNS <= set(row):
         row = _from_ultra(row)
     responses = get_field(row, "responses", where, kind=list)
     if len(responses) < 2 or not all(isinstance(r, str) and r.strip() for r in responses):
         raise DataError("need at least 2 non-empty string responses", **where, field="responses")
+    return row, responses
+
+
+def parse_row(row: Mapping[str, Any], *, file: str | None, index: int, source: str = "magpie"
+              ) -> PreferencePair:
+    where = {"file": file, "row": index}
+    row, responses = _responses(row, where)
     scores = _scores(row, len(responses), where)
     best, worst = scores.index(max(scores)), scores.index(min(scores))
     if scores[best] == scores[worst]:
@@ -81,11 +87,7 @@ def parse_row(row: Mapping[str, Any], *, file: str | None, index: int, source: s
 def parse_group(row: Mapping[str, Any], *, file: str | None, index: int, source: str = "magpie") -> BestOfN:
     """All of a Magpie row's responses with their ArmoRM scores (for training on every ordered pair)."""
     where = {"file": file, "row": index}
-    if "responses" not in row and ULTRA_COLUMNS <= set(row):
-        row = _from_ultra(row)
-    responses = get_field(row, "responses", where, kind=list)
-    if len(responses) < 2 or not all(isinstance(r, str) and r.strip() for r in responses):
-        raise DataError("need at least 2 non-empty string responses", **where, field="responses")
+    row, responses = _responses(row, where)
     return BestOfN(id=str(row.get("uuid") or row.get("id") or f"{source}:{index}"), source=source,
                    prompt=[Message("user", get_field(row, "instruction", where))],
                    completions=[[Message("assistant", r)] for r in responses],
