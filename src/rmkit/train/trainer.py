@@ -23,7 +23,7 @@ import torch
 
 from rmkit.data.io import write_json_atomic, write_jsonl_atomic
 from rmkit.train import evaluation
-from rmkit.train.collate import batch_plan, pair_sequences, shard, steps_per_epoch
+from rmkit.train.collate import batch_plan, shard, steps_per_epoch
 from rmkit.train.config import TrainConfig
 from rmkit.train.data import encode_pairs, heldout_split, load_sources, sample
 from rmkit.train.loss import bradley_terry_loss, pair_metrics
