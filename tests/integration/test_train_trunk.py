@@ -37,6 +37,8 @@ def test_shared_training_equals_padded(tiny_llama, toy, tmp_path):
     train(cfg(tiny_llama, toy, tmp_path / "off", packing="off", **kw))
     s = train(cfg(tiny_llama, toy, tmp_path / "shared", packing="shared", **kw))
     assert s["data"]["packing"] == "shared"
+    sharing = s["data"]["sharing"]
+    assert sharing["unshared_groups"] == 0 and sharing["tokens_shared"] < sharing["tokens_alone"]
     _close_runs(tmp_path / "off", tmp_path / "shared")
 
 

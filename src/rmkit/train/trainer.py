@@ -128,6 +128,18 @@ def packing_mode(cfg: TrainConfig, attention: str | None, fwd) -> str:
     return cfg.packing
 
 
+def sharing_stats(items) -> dict:
+    """What prefix sharing does to the training items: groups, those with no common prefix (they run
+    unshared: a chat template that rewrote the prompt), and tokens alone vs shared."""
+    from rmkit.models.groups import split_group
+
+    groups = [split_group(it.responses) for it in items]
+    alone, shared = sum(g.unshared_length for g in groups), sum(g.length for g in groups)
+    return {"groups": len(groups), "unshared_groups": sum(1 for g in groups if not g.prefix),
+            "tokens_alone": alone, "tokens_shared": shared,
+            "tokens_removed": round(1 - shared / alone, 4) if alone else 0.0}
+
+
 def total_steps(cfg: TrainConfig, num_pairs: int, global_batch: int) -> int:
     if cfg.max_steps is not None:
         return cfg.max_steps
@@ -165,6 +177,8 @@ def setup(cfg: TrainConfig) -> Run:
     stats.update(num_steps=num_steps, global_batch=global_batch, processes=acc.num_processes,
                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                  attention=attention, packing=packing_mode(cfg, attention, fwd))
+    if stats["packing"] == "shared":
+        stats["sharing"] = sharing_stats(train)
     run = Run(cfg, acc, model, tok, fwd, optimizer, scheduler, train, plan, evalset, state, stats)
     if cfg.freeze_layers and cfg.trunk_cache == "auto":
         from rmkit.train.trunk import TrunkRunner
