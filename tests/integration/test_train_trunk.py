@@ -155,3 +155,31 @@ def test_pair_mode_all_shared_equals_padded(tiny_llama, toy, tmp_path):
     # 12 ranked rows: 6 ordered pairs each, or 5 where the last two tie; plus one edge per toy pair
     assert stats["group_pairs"] > stats["groups"]
     _close_runs(tmp_path / "off", tmp_path / "shared")
+
+
+@pytest.mark.parametrize("arch,template", [("llama", "llama3"), ("qwen3", "chatml"), ("gemma2", "gemma"),
+                                           ("qwen2", "chatml")])
+def test_store_then_top_layers_give_the_models_rewards(arch, template, tmp_path):
+    """Layers < 1 into the store, layers >= 1 + norm + head from it: the rewards of the model run alone."""
+    from tiny import build_model, build_tokenizer
+    from rmkit.models.groups import attention_masks, pack_groups
+    from rmkit.train.collate import collate_padded
+    from rmkit.train.model import RewardForward, decoder
+
+    tok = build_tokenizer(template)
+    model = build_model(arch, tok, **({"sliding_window": 3} if arch == "gemma2" else {}))
+    groups = _groups()
+    store = trunk.build_store(model, model.config, groups, 1, tmp_path, {}, torch.float32, 0)
+    batch = pack_groups(groups, 0)
+    hidden = torch.zeros((*batch["input_ids"].shape, store.hidden))
+    for j in range(len(groups)):
+        cells = (batch["segment"] == j).nonzero()
+        hidden[cells[:, 0], cells[:, 1]] = store.read(j)
+    stack = decoder(model)
+    with torch.no_grad():
+        out = trunk.run_layers(stack, model.config, hidden, attention_masks(model.config, batch),
+                               batch["position_ids"], range(1, 2))
+        got = model.score(stack.norm(out)[batch["rows"], batch["cols"]])[:, 0]
+        fwd = RewardForward(model)
+        ref = torch.cat([fwd(model, collate_padded([s], 0)) for g in groups for s in g.sequences])
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)

@@ -38,6 +38,8 @@ from rmkit.train.model import decoder, head_linear
 log = logging.getLogger("rmkit")
 NUMPY = {torch.bfloat16: np.int16, torch.float16: np.float16, torch.float32: np.float32}
 CHUNK_GROUPS = 32
+TESTED = ("llama", "qwen2", "qwen3", "gemma2")
+"""Model types whose layers `run_layers` drives exactly (tested); others get a clear error, not a guess."""
 
 
 def run_layers(stack, config, hidden: torch.Tensor, masks, position_ids: torch.Tensor,
@@ -201,6 +203,9 @@ class TrunkRunner:
         if run.fwd.head is None or run.stats["packing"] != "shared":
             raise ValueError("trunk_cache needs a decoder with a `score` head and packing=shared (or auto)")
         model = run.acc.unwrap_model(run.model)
+        kind = getattr(model.config, "model_type", "")
+        if kind not in TESTED:
+            raise ValueError(f"trunk_cache is tested for {list(TESTED)}, not {kind!r}: use trunk_cache=off")
         where: dict = {}
         groups = []
         for item in items_of(run):
