@@ -172,9 +172,8 @@ def test_store_then_top_layers_give_the_models_rewards(arch, template, tmp_path)
     store = trunk.build_store(model, model.config, groups, 1, tmp_path, {}, torch.float32, 0)
     batch = pack_groups(groups, 0)
     hidden = torch.zeros((*batch["input_ids"].shape, store.hidden))
-    for j in range(len(groups)):
-        cells = (batch["segment"] == j).nonzero()
-        hidden[cells[:, 0], cells[:, 1]] = store.read(j)
+    for j, (r, start, end) in enumerate(batch["spans"].tolist()):
+        hidden[r, start:end] = store.read(j)
     stack = decoder(model)
     with torch.no_grad():
         out = trunk.run_layers(stack, model.config, hidden, attention_masks(model.config, batch),

@@ -33,6 +33,7 @@ def test_mask_and_positions_by_hand():
     assert b["input_ids"].tolist() == [[1, 2, 3, 4, 5]]
     assert b["position_ids"].tolist() == [[0, 1, 2, 2, 3]]
     assert b["cols"].tolist() == [2, 4] and b["rows"].tolist() == [0, 0]
+    assert b["spans"].tolist() == [[0, 0, 5]]
     m = shared_mask(b["segment"], b["branch"])[0, 0].int().tolist()
     assert m == [[1, 0, 0, 0, 0],
                  [1, 1, 0, 0, 0],
@@ -47,6 +48,7 @@ def test_mask_and_positions_by_hand():
 def test_fillers_attend_only_to_themselves():
     b = pack_groups([Group((1,), ((2, 3, 4),)), Group((), ((5,),))], pad_id=0, row_tokens=0)
     assert b["input_ids"].shape == (2, 4)
+    assert b["spans"].tolist() == [[0, 0, 4], [1, 0, 1]]
     m = shared_mask(b["segment"], b["branch"])[1, 0]
     assert m.sum(-1).tolist() == [1, 1, 1, 1]  # the 1-token sequence, then 3 fillers each alone
 

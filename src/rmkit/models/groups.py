@@ -88,9 +88,10 @@ def pack_groups(groups: Sequence[Group], pad_id: int, row_tokens: int = 0) -> di
     """Groups packed into rows (row_tokens=0: rows as wide as the longest group).
 
     Returns input_ids, position_ids, segment (which group each token belongs to; fillers get a segment
-    of their own per token), branch (0 = prefix, j = response j, from 1), and rows / cols: where each
-    response's last token is, in group order then response order. Also real_tokens (tokens in the
-    rows that are not filler) and unshared_tokens (what the same conversations take run alone).
+    of their own per token), branch (0 = prefix, j = response j, from 1), rows / cols: where each
+    response's last token is, in group order then response order, and spans: (row, start, end) of each
+    group's contiguous tokens. Also real_tokens (tokens in the rows that are not filler) and
+    unshared_tokens (what the same conversations take run alone).
     """
     rows = pack_rows([g.length for g in groups], row_tokens)
     width = max(sum(groups[i].length for i in r) for r in rows)
@@ -99,17 +100,18 @@ def pack_groups(groups: Sequence[Group], pad_id: int, row_tokens: int = 0) -> di
     pos, seg, br = torch.zeros(shape, dtype=torch.long), torch.empty(shape, dtype=torch.long), \
         torch.zeros(shape, dtype=torch.long)
     where: dict[int, list[tuple[int, int]]] = {}
+    spans = [(0, 0, 0)] * len(groups)
     for r, members in enumerate(rows):
         start = 0
         for gi in members:
-            start, cols = _place(groups[gi], ids[r], pos[r], seg[r], br[r], start, gi)
-            where[gi] = [(r, c) for c in cols]
+            end, cols = _place(groups[gi], ids[r], pos[r], seg[r], br[r], start, gi)
+            where[gi], spans[gi], start = [(r, c) for c in cols], (r, start, end), end
         filler = width - start  # each filler token is its own segment: it attends to itself only
         seg[r, start:] = -1 - torch.arange(filler) - r * width
     order = [rc for gi in range(len(groups)) for rc in where[gi]]
     return {"input_ids": ids, "position_ids": pos, "segment": seg, "branch": br,
             "rows": torch.tensor([r for r, _ in order]), "cols": torch.tensor([c for _, c in order]),
-            "real_tokens": torch.tensor(sum(g.length for g in groups)),
+            "spans": torch.tensor(spans, dtype=torch.long).reshape(-1, 3), "real_tokens": torch.tensor(sum(g.length for g in groups)),
             "unshared_tokens": torch.tensor(sum(g.unshared_length for g in groups))}
 
 
@@ -150,6 +152,11 @@ def shared_mask(segment: torch.Tensor, branch: torch.Tensor, position_ids: torch
     return mask[:, None]
 
 
+def takes_custom_mask(attn_implementation: str | None) -> bool:
+    """Whether this attention implementation can take a custom 4D mask (flash_attention_* cannot)."""
+    return not (attn_implementation or "").startswith("flash")
+
+
 def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean mask as the additive float mask eager attention adds to its scores (0 / dtype min)."""
     out = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
@@ -164,7 +171,7 @@ def attention_masks(config, batch: dict[str, torch.Tensor], dtype: torch.dtype =
     seg, br, pos = (batch[k].to(device) if device is not None else batch[k]
                     for k in ("segment", "branch", "position_ids"))
     impl = getattr(config, "_attn_implementation", None) or "eager"
-    if impl.startswith("flash"):
+    if not takes_custom_mask(impl):
         raise ValueError(f"{impl} cannot take a custom 4D mask; use the packed path")
     as_kind = (lambda m: m) if impl == "sdpa" else (lambda m: additive(m, dtype))
     types = list(dict.fromkeys(getattr(config, "layer_types", None) or []))

@@ -22,7 +22,7 @@ import torch
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
 from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
-from rmkit.models.groups import attention_masks, pack_groups, split_group
+from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
@@ -131,15 +131,16 @@ class RewardScorer:
         return None
 
     def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
-        convs = [to_conversation(c) for c in conversations]
+        return self._encode_convs([to_conversation(c) for c in conversations])
+
+    def _encode_convs(self, convs: Sequence[Conversation]) -> list[list[int] | None]:
         return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
 
     @property
     def shares(self) -> bool:
         """Whether this scorer runs prefix-shared groups (else every sequence alone, padded)."""
-        impl = getattr(self.model.config, "_attn_implementation", None) or ""
         return (self.config.sharing == "auto" and self.head.split and self.config.pooling == "last"
-                and not impl.startswith("flash"))
+                and takes_custom_mask(getattr(self.model.config, "_attn_implementation", None)))
 
     # ---- forward ---------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -208,8 +209,7 @@ class RewardScorer:
         """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
         same context (every message before the last) share its forward where the scorer shares."""
         convs = [to_conversation(c) for c in conversations]
-        return self.score_ids([self._fit(render_ids(self.tokenizer, c), c) for c in convs],
-                              groups=context_groups(convs))
+        return self.score_ids(self._encode_convs(convs), groups=context_groups(convs))
 
     def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
         """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""

@@ -75,11 +75,11 @@ def load_sources(sources: Sequence[str], *, format: str = "auto", errors: str = 
 def load_ranked(source: str, errors: str = "skip", skipped: Counter | None = None) -> list | None:
     """Rows with several scored responses (Magpie `responses` + `rewards_armorm`, or rmkit's BestOfN
     `prompt` + `completions` + `scores`) as BestOfN; None when the source holds plain pairs."""
+    from pathlib import Path
+
     from rmkit.data.io import read_rows
     from rmkit.data.schema import BestOfN, DataError, to_conversation
     from rmkit.data.sources import magpie
-
-    from pathlib import Path
 
     if not Path(source).is_file():
         return None

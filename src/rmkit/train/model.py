@@ -122,6 +122,13 @@ def head_linear(model) -> torch.nn.Module | None:
     return head
 
 
+def fp32_linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The reward head on x in fp32, outside any autocast (so bf16 mixed precision does not round rewards)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        bias = None if module.bias is None else module.bias.float()
+        return F.linear(x.float(), module.weight.float(), bias)
+
+
 class RewardForward:
     """Per-sequence fp32 rewards of a collated batch (padded or packed) from the model's forward.
 
@@ -137,9 +144,7 @@ class RewardForward:
             self.head.register_forward_hook(self._fp32_and_keep)
 
     def _fp32_and_keep(self, module, inputs, output):
-        with torch.autocast(device_type=inputs[0].device.type, enabled=False):
-            bias = None if module.bias is None else module.bias.float()
-            self.out = F.linear(inputs[0].float(), module.weight.float(), bias)
+        self.out = fp32_linear(module, inputs[0])
         return self.out
 
     def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -118,8 +118,9 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list, evaluation.EvalSet, dict]
 
 def packing_mode(cfg: TrainConfig, attention: str | None, fwd) -> str:
     """The layout this run uses: "shared" where exact (a score head, a mask-taking attention), else packed."""
-    attention = attention or ""
-    can_share = fwd.head is not None and not attention.startswith("flash")
+    from rmkit.models.groups import takes_custom_mask
+
+    can_share = fwd.head is not None and takes_custom_mask(attention)
     if cfg.packing == "shared" and not can_share:
         raise ValueError(f"packing=shared needs a `score` head and SDPA or eager attention (got {attention}); "
                          "use packing=on")

@@ -33,7 +33,7 @@ import torch
 
 from rmkit.data.io import write_json_atomic
 from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
-from rmkit.train.model import decoder, head_linear
+from rmkit.train.model import decoder, fp32_linear, head_linear
 
 log = logging.getLogger("rmkit")
 NUMPY = {torch.bfloat16: np.int16, torch.float16: np.float16, torch.float32: np.float32}
@@ -169,9 +169,8 @@ def _fill(store, model, config, stack, chunks, done, k, key, pad_id, show_progre
         hidden = stack.embed_tokens(batch["input_ids"].to(device))
         hidden = run_layers(stack, config, hidden, masks, batch["position_ids"].to(device), range(k))
         out = hidden.to(store.dtype).cpu()
-        for j, gi in enumerate(idx):
-            cells = (batch["segment"] == j).nonzero()
-            block = out[cells[:, 0], cells[:, 1]]
+        for (r, start, end), gi in zip(batch["spans"].tolist(), idx):
+            block = out[r, start:end]
             raw = block.view(torch.int16) if store.dtype == torch.bfloat16 else block
             store.states[store.offsets[gi]:store.offsets[gi + 1]] = raw.numpy()
         store.states.flush()
@@ -229,9 +228,8 @@ class TrunkRunner:
         ids = [self.where[it.responses] for it in items]
         batch = pack_groups([self.store.groups[i] for i in ids], 0, run.cfg.pack_row_tokens)
         hidden = torch.zeros((*batch["input_ids"].shape, self.store.hidden), dtype=self.store.dtype)
-        for j, gi in enumerate(ids):
-            cells = (batch["segment"] == j).nonzero()
-            hidden[cells[:, 0], cells[:, 1]] = self.store.read(gi)
+        for (r, start, end), gi in zip(batch["spans"].tolist(), ids):
+            hidden[r, start:end] = self.store.read(gi)
         batch["hidden"] = hidden
         batch.update(edge_index(items))
         return batch
@@ -245,6 +243,4 @@ class TrunkRunner:
         hidden = run_layers(self.stack, self.config, hidden, masks, batch["position_ids"].to(device),
                             range(self.k, len(self.stack.layers)))
         pooled = self.stack.norm(hidden)[batch["rows"].to(device), batch["cols"].to(device)]
-        with torch.autocast(device_type=device.type, enabled=False):
-            bias = None if self.head.bias is None else self.head.bias.float()
-            return torch.nn.functional.linear(pooled.float(), self.head.weight.float(), bias)[:, 0]
+        return fp32_linear(self.head, pooled)[:, 0]
