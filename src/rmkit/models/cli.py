@@ -17,10 +17,25 @@ def prepare_cmd(name: str = typer.Argument("smollm2-135m"),
 
 @models_app.command("list")
 def list_cmd():
-    from rmkit.models.embedded import NAMES
+    from rmkit.models.embedded import known
 
-    for name, what in NAMES.items():
+    for name, what in known().items():
         print(f"{name}\t{what}")
+
+
+@models_app.command("export")
+def export_cmd(trained: str = typer.Argument(..., help="the trained checkpoint folder (a run's output_dir/model)"),
+               base: str = typer.Option("smollm2-135m", help="the backbone it was trained from"),
+               out: str = typer.Option(..., "--out", "-o", help="folder for trained.safetensors + manifest.json"),
+               card: str = typer.Option(None, help="a model card (README.md) to ship beside the weights"),
+               max_mb: float = typer.Option(32.0, help="refuse a trained part larger than this")):
+    """Write the tensors a run changed (vs its backbone) as a small shipped part, loadable by folder name."""
+    import json
+
+    from rmkit.models.trained import export
+
+    print(json.dumps({k: v for k, v in export(trained, base, out, card=card, max_mb=max_mb).items()
+                      if k != "tensors"}, indent=1))
 
 
 def register(app, eval_app) -> None:

@@ -11,6 +11,7 @@ is set to `<|endoftext|>` (id 0), never `<|im_end|>`, which ends every rendered 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -71,10 +72,26 @@ def _convert(out: Path) -> None:
         "no preference signal.**\n", encoding="utf-8")
 
 
+def known() -> dict[str, str]:
+    """Every name `prepare` builds: the backbone, and the trained models shipped in the package."""
+    from rmkit.models import trained
+
+    out = dict(NAMES)
+    for name, folder in trained.shipped().items():
+        base = json.loads((folder / trained.MANIFEST).read_text(encoding="utf-8"))["base"]
+        out[name] = f"trained reward model on {base} (shipped part: {folder})"
+    return out
+
+
 def prepare(name: str = "smollm2-135m", *, force: bool = False) -> Path:
-    """Convert the embedded backbone once; later calls return the cached folder."""
+    """Convert the embedded backbone once (or build a shipped trained model on it); later calls return
+    the cached folder."""
+    from rmkit.models import trained
+
+    if name in trained.shipped():
+        return trained.build(name, cache_dir() / "models" / name, force=force)
     if name not in NAMES:
-        raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(NAMES)}")
+        raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(known())}")
     out = cache_dir() / "models" / name
     if (out / "model.safetensors").exists() and not force:
         return out

@@ -59,7 +59,7 @@ def resolve_name(name_or_path: str | os.PathLike) -> str:
 
     if Path(name_or_path).exists():
         return str(name_or_path)
-    if str(name_or_path) in embedded.NAMES:
+    if str(name_or_path) in embedded.known():
         return str(embedded.prepare(str(name_or_path)))
     return str(name_or_path)
 

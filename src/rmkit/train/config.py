@@ -105,6 +105,10 @@ class TrainConfig:
     trunk_dtype: str = "bfloat16"
     """Store dtype: "bfloat16" (half the disk of fp32; rewards move by ~1e-2, see the README) or "model"
     (the model's dtype: the exact states)."""
+    trunk_layer: int | None = None
+    """The layer whose input the store holds (None = freeze_layers). Lower than freeze_layers, the frozen
+    layers between run forward-only every step: one store serves runs that train the top 4 or the top 2
+    layers, so the depth can be chosen on validation without a second store."""
     trunk_dir: str | None = None
     """Where the store lives (None = output_dir/trunk). It is keyed by the frozen weights, the data, K,
     max_length, the template and the dtype, so a changed run builds a new one beside it."""
@@ -146,6 +150,8 @@ class TrainConfig:
                      "lora_r", "pack_row_tokens", "freeze_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.trunk_layer is not None and not 0 < self.trunk_layer <= self.freeze_layers:
+            raise ValueError(f"trunk_layer must be in 1..freeze_layers ({self.freeze_layers}), got {self.trunk_layer}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1 (or null for num_epochs)")
         if not 0 <= self.warmup_ratio < 1:

@@ -2,6 +2,10 @@
 
     train, held = quality_split()            # from $RMKIT_DATA_DIR (../shared/data)
 
+    python -m rmkit.train.splits pool runs/rm/data           # pool.jsonl (training pool) + heldout.jsonl
+    python -m rmkit.train.splits validation runs/rm/data/clean.jsonl runs/rm/data --per-source hh-rlhf=300,ultrafeedback=150
+                                                             # train.jsonl + validation.jsonl, by whole prompts
+
 Held-out (600 pairs, never trained on): 300 HH-RLHF test pairs (150 harmless-base, 50 each of
 helpful-base, helpful-online, helpful-rejection-sampled) and 300 UltraFeedback pairs (all usable
 `eval_clean` rows, topped up from `train_clean`), drawn with a fixed seed. Training: every other
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 from rmkit.data import PreferencePair, load_pairs
@@ -64,3 +69,73 @@ def stratified_heldout(held: list[PreferencePair], n: int, seed: int = SEED) -> 
     uf = [p for p in held if not p.source.startswith("hh-rlhf")]
     rng = random.Random(seed)
     return rng.sample(hh, min(len(hh), n // 2)) + rng.sample(uf, min(len(uf), n - n // 2))
+
+
+def validation_split(pairs: list[PreferencePair], per_source: dict[str, int], seed: int = SEED
+                     ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, validation): for each source family (the part of `source` before "/"), hold out >= n pairs
+    as whole prompt groups; families not named stay in train. A prompt never lands on both sides."""
+    from rmkit.train.data import heldout_split
+
+    train: list[PreferencePair] = []
+    val: list[PreferencePair] = []
+    families: dict[str, list[PreferencePair]] = {}
+    for p in pairs:
+        families.setdefault(p.source.split("/")[0], []).append(p)
+    unknown = set(per_source) - set(families)
+    if unknown:
+        raise ValueError(f"--per-source names {sorted(unknown)}, not a source of the input "
+                         f"(sources: {sorted(families)})")
+    for fam, members in families.items():
+        t, v = heldout_split(members, per_source.get(fam, 0), seed)
+        train += t
+        val += v
+    val_keys = {prompt_key(p) for p in val}
+    return [p for p in train if prompt_key(p) not in val_keys], val
+
+
+def _per_source(text: str) -> dict[str, int]:
+    out = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        name, _, n = part.partition("=")
+        if not n.isdigit():
+            raise ValueError(f"--per-source: {part!r} is not NAME=COUNT")
+        out[name] = int(n)
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    from rmkit.data.io import write_json_atomic, write_jsonl_atomic
+
+    ap = argparse.ArgumentParser(prog="python -m rmkit.train.splits", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pool", help="write the training pool and the 600 held-out pairs")
+    a.add_argument("out")
+    b = sub.add_parser("validation", help="carve a validation split from a (decontaminated) pool")
+    b.add_argument("pairs")
+    b.add_argument("out")
+    b.add_argument("--per-source", default="hh-rlhf=300,ultrafeedback=150")
+    b.add_argument("--seed", type=int, default=SEED)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.cmd == "pool":
+        train, held = quality_split()
+        files = {"pool.jsonl": train, "heldout.jsonl": held}
+    else:
+        pairs = load_pairs(args.pairs, errors="raise")
+        train, val = validation_split(pairs, _per_source(args.per_source), args.seed)
+        files = {"train.jsonl": train, "validation.jsonl": val}
+    counts = {}
+    for name, rows in files.items():
+        write_jsonl_atomic(out / name, (p.to_dict() for p in rows))
+        counts[name] = {"pairs": len(rows), "by_source": dict(sorted(Counter(p.source for p in rows).items()))}
+    write_json_atomic(out / f"{args.cmd}_split.json", counts)
+    print(json.dumps(counts, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -215,11 +215,11 @@ class TrunkRunner:
         root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
         parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
         t0 = time.monotonic()
-        store = build_store(model, model.config, groups, cfg.freeze_layers, root, parts, dtype,
-                            run.tok.pad_token_id or 0)
+        k = cfg.trunk_layer or cfg.freeze_layers
+        store = build_store(model, model.config, groups, k, root, parts, dtype, run.tok.pad_token_id or 0)
         run.stats["trunk"] = {"build_seconds": round(time.monotonic() - t0, 2), "folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
-                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", "")}
-        return cls(store, where, cfg.freeze_layers, model, model.config)
+                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", ""), "layer": k}
+        return cls(store, where, k, model, model.config)
 
     def collate(self, run, items) -> dict:
         """The shared-layout batch of `items` with their stored states in `hidden` (rows, W, H)."""
@@ -235,7 +235,8 @@ class TrunkRunner:
         return batch
 
     def forward(self, run, batch: dict) -> torch.Tensor:
-        """fp32 rewards: layers K and up, the final norm and the score head (in fp32) on the stored states."""
+        """fp32 rewards: layers K and up (those below freeze_layers forward-only: no weight of theirs needs a
+        gradient, and their input, from the store, needs none either), the final norm and the score head (in fp32) on the stored states."""
         device = self.stack.embed_tokens.weight.device
         dtype = self.stack.norm.weight.dtype
         masks = attention_masks(self.config, batch, dtype=dtype, device=device)

