@@ -1,15 +1,19 @@
-"""Train rmkit's default reward model (SmolLM2-135M-Instruct + LoRA r=16 with its score head) and test
-it against the bar: better than the untrained model AND the length baseline on 600 held-out pairs, by a
-paired bootstrap at 95%.
+"""The bar rmkit's default reward model must pass before it ships, and the figures of its model card.
 
-    RMKIT_DATA_DIR=../shared/data nice python bench/quality.py --minutes 25 --out runs/quality
-    RMKIT_DATA_DIR=../shared/data nice python bench/quality.py --minutes 25 --out runs/quality --resume
+    RMKIT_DATA_DIR=../shared/data python bench/quality.py --model runs/smollm2-135m-rm/full-top4/model \
+        --out runs/quality/full-top4                       # a candidate: the held-out bar only
+    RMKIT_DATA_DIR=../shared/data python bench/quality.py --model smollm2-135m-rm \
+        --out runs/quality/smollm2-135m-rm --rewardbench all --pairwise      # the shipped default, everything
 
-Data: `rmkit.train.splits.quality_split` (600 held-out pairs, 300 HH-RLHF + 300 UltraFeedback, never
-trained on; ~9.1k training pairs). `--minutes` is the wall-clock budget of the training loop; a run
-that stops on it leaves a checkpoint, and `--resume` goes on from it (the evaluations of the untrained
-model and the baseline are cached in the output folder). The result, passed or not, is written to
-OUT/quality.json and printed as `name: value` lines; the last one is the verdict.
+The bar: on the 600 held-out pairs of `rmkit.train.splits.quality_split` (never trained on, never used to
+choose anything), the model is more often right than the untrained backbone (`--base`, the same SmolLM2 with
+its random head) AND than the length baseline (longer reply wins), each by a paired bootstrap at 95% (the
+interval of the accuracy difference above zero). Held-out pairs are scored at `--max-length` 2048 (the longest
+is 1,738 tokens: none is cut or skipped), in fp32. Also reported: accuracy by source and by HH-RLHF split
+(helpful vs harmless), RewardBench v1 (all 2,985 pairs with `--rewardbench all`, official sections and
+intervals, next to the length baseline), LLMBar and EvalBiasBench (`rmkit eval pairwise` scoring), and the
+Jane-apples rewards. Each evaluation is cached under OUT/stages (the untrained backbone's under --cache), so a
+stopped run goes on where it was. Result: OUT/quality.json, a table, and OUT/heldout.png.
 """
 from __future__ import annotations
 
@@ -20,135 +24,216 @@ import platform
 import time
 from pathlib import Path
 
-from rmkit.data.io import write_json_atomic, write_jsonl_atomic
+from rmkit.data.io import write_json_atomic
 
-SCORING = dict(dtype="bfloat16", max_length=1024, truncation="truncate", batch_tokens=4096)
+BULKY = ("items", "units", "pair_view")
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/quality")
-    ap.add_argument("--minutes", type=float, default=25.0, help="training wall-clock budget")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--lora-r", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--rewardbench", type=int, default=150, help="stratified RewardBench v1 pairs (0 = skip)")
+    ap.add_argument("--model", default="smollm2-135m-rm", help="checkpoint folder or embedded name to test")
+    ap.add_argument("--base", default="smollm2-135m", help="the untrained backbone it must beat")
+    ap.add_argument("--out", default="runs/quality/smollm2-135m-rm")
+    ap.add_argument("--cache", default="runs/quality/cache", help="evaluations of the base and the baseline")
+    ap.add_argument("--max-length", type=int, default=2048)
+    ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--rewardbench", default="0", help="'all', N (stratified subsample) or 0 (skip)")
+    ap.add_argument("--pairwise", action="store_true", help="also LLMBar and EvalBiasBench")
     ap.add_argument("--n-boot", type=int, default=2000)
     return ap.parse_args(argv)
 
 
-def write_split(out: Path) -> tuple[Path, Path, list]:
-    from rmkit.train.splits import quality_split
+def scorer_for(name: str, args):
+    from rmkit.score.scorer import RewardScorer
 
-    train, held = quality_split()
-    tpath, hpath = out / "data" / "train.jsonl", out / "data" / "heldout.jsonl"
-    if not tpath.exists():
-        write_jsonl_atomic(tpath, (p.to_dict() for p in train))
-        write_jsonl_atomic(hpath, (p.to_dict() for p in held))
-    return tpath, hpath, held
+    return RewardScorer.from_pretrained(name, dtype="float32", max_length=args.max_length, truncation="skip",
+                                        batch_tokens=args.batch_tokens, show_progress=True)
 
 
-def evaluate(scorer, held, rb, n_boot: int) -> dict:
-    """Per-pair correctness on the held-out pairs (kept for the paired tests) + RewardBench sections."""
-    from rmkit.evaluate.metrics import pairwise_correct
-    from rmkit.evaluate.rewardbench import evaluate_rewardbench
-    from rmkit.train.evaluation import summarize_pairs
-
-    t0 = time.monotonic()
-    rewards = scorer.score_pairs(held)
-    res = {"heldout": summarize_pairs(held, rewards, n_boot=n_boot),
-           "correct": pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])}
-    if rb:
-        rbres = evaluate_rewardbench(scorer, rb, n_boot=n_boot)
-        res["rewardbench"] = {k: v for k, v in rbres.items() if k != "items"}
-    res["seconds"] = round(time.monotonic() - t0, 1)
-    return res
-
-
-def cached(path: Path, fn):
+def stage(folder: Path, name: str, fn) -> dict:
+    """fn() once: its result is kept in folder/name.json and read back on the next run."""
+    path = folder / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
+    t0 = time.monotonic()
     res = fn()
+    res["seconds"] = round(time.monotonic() - t0, 1)
     write_json_atomic(path, res)
     return res
 
 
-def train_model(args, base: Path, tpath: Path, out: Path) -> dict:
-    from rmkit.train import TrainConfig, train
-
-    cfg = TrainConfig(model=str(base), data=[str(tpath)], max_length=args.max_length, truncation="truncate",
-                      batch_size=args.batch_size, num_epochs=args.epochs, max_minutes=args.minutes,
-                      learning_rate=args.lr, lr_scheduler="cosine", warmup_steps=10, mixed_precision="bf16",
-                      lora_r=args.lora_r, lora_alpha=2 * args.lora_r, seed=0, output_dir=str(out / "run"),
-                      save_steps=25, logging_steps=5, final_eval=False)
-
-    def show(m, run):
-        if m["step"] % 10 == 0:
-            print(f"step {m['step']}/{len(run.plan)} loss {m['loss']:.4f} acc {m['accuracy']:.2f} "
-                  f"{m['tokens_per_s']:.0f} tok/s", flush=True)
-
-    return train(cfg, resume=args.resume, progress=show)
+def hh_family(source: str) -> str | None:
+    if not source.startswith("hh-rlhf/"):
+        return None
+    return "hh-rlhf harmless" if "harmless" in source else "hh-rlhf helpful"
 
 
-def verdict(trained: dict, untrained: dict, length: dict, n_boot: int) -> dict:
+def heldout_eval(scorer, held, n_boot: int) -> dict:
+    from rmkit.evaluate.metrics import bootstrap_ci, pairwise_correct
+    from rmkit.train.evaluation import summarize_pairs
+
+    rewards = scorer.score_pairs(held)
+    res = summarize_pairs(held, rewards, n_boot=n_boot)
+    res["correct"] = pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])
+    res["rewards"] = [list(r) for r in rewards]
+    fam: dict[str, list[int]] = {}
+    for p, ok in zip(held, res["correct"]):
+        if hh_family(p.source):
+            fam.setdefault(hh_family(p.source), []).append(ok)
+    res["by_family"] = {k: {"accuracy": sum(v) / len(v), "ci95": list(bootstrap_ci(v, n_boot=n_boot)),
+                            "n": len(v)} for k, v in sorted(fam.items())}
+    return res
+
+
+def rewardbench_eval(scorer, rb, n_boot: int) -> dict:
+    from rmkit.evaluate.rewardbench import evaluate_rewardbench
+
+    return {k: v for k, v in evaluate_rewardbench(scorer, rb, n_boot=n_boot).items() if k not in BULKY}
+
+
+def pairwise_eval(scorer, data: Path, n_boot: int) -> dict:
+    from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
+
+    out = {}
+    for name in ("llmbar", "evalbiasbench"):
+        res = evaluate_pairwise(scorer, load_labelled_pairs(data / name), n_boot=n_boot)
+        out[name] = {k: v for k, v in res.items() if k not in BULKY}
+    return out
+
+
+def jane(scorer) -> dict:
+    import math
+
+    from rmkit.demo import PROMPT, RESPONSE_RIGHT, RESPONSE_WRONG
+
+    convs = [[{"role": "user", "content": PROMPT}, {"role": "assistant", "content": r}]
+             for r in (RESPONSE_RIGHT, RESPONSE_WRONG)]
+    right, wrong = scorer.score(convs)
+    return {"right": right, "wrong": wrong, "p_right": 1 / (1 + math.exp(-(right - wrong)))}
+
+
+def verdict(model: dict, untrained: dict, length: dict, n_boot: int) -> dict:
     from rmkit.evaluate.metrics import paired_bootstrap
 
-    vs_untrained = paired_bootstrap(trained["correct"], untrained["correct"], n_boot=n_boot)
-    vs_length = paired_bootstrap(trained["correct"], length["correct"], n_boot=n_boot)
-    passed = all(t["significant"] and t["diff"] > 0 for t in (vs_untrained, vs_length))
+    vs_untrained = paired_bootstrap(model["correct"], untrained["correct"], n_boot=n_boot)
+    vs_length = paired_bootstrap(model["correct"], length["correct"], n_boot=n_boot)
+    passed = all(t["low"] > 0 for t in (vs_untrained, vs_length))
     return {"vs_untrained": vs_untrained, "vs_length": vs_length, "passes_bar": passed}
+
+
+def plot(rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = ["all", "ultrafeedback", "hh-rlhf helpful", "hh-rlhf harmless"]
+
+    def block(h, g):
+        if g == "all":
+            return h
+        return h.get("by_source", {}).get(g) or h.get("by_family", {}).get(g)
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(rows)
+    for i, (name, h) in enumerate(rows.items()):
+        xs, ys, err = [], [], [[], []]
+        for j, g in enumerate(groups):
+            b = block(h, g)
+            if not b:
+                continue
+            xs.append(j + i * width)
+            ys.append(100 * b["accuracy"])
+            err[0].append(100 * (b["accuracy"] - b["ci95"][0]))
+            err[1].append(100 * (b["ci95"][1] - b["accuracy"]))
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=name)
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(groups))], groups)
+    ax.set_ylabel("held-out accuracy, % (95% CI)")
+    ax.set_ylim(30, 90)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> dict:
     import torch
 
     from rmkit.evaluate.rewardbench import load_rewardbench
-    from rmkit.models.embedded import prepare
     from rmkit.score.baselines import LengthScorer
-    from rmkit.score.scorer import RewardScorer
+    from rmkit.train.splits import data_dir, quality_split
 
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, cache = Path(args.out), Path(args.cache)
     t_start = time.monotonic()
-    base = prepare("smollm2-135m")
-    tpath, _, held = write_split(out)
-    rb = load_rewardbench(subsample=args.rewardbench, seed=2024) if args.rewardbench else []
-    length = cached(out / "eval_length.json", lambda: evaluate(LengthScorer(), held, rb, args.n_boot))
-    summary = train_model(args, base, tpath, out)
-    untrained = cached(out / "eval_untrained.json", lambda: evaluate(
-        RewardScorer.from_pretrained(base, **SCORING), held, rb, args.n_boot))
-    trained = evaluate(RewardScorer.from_pretrained(out / "run" / "model", **SCORING), held, rb, args.n_boot)
-    write_json_atomic(out / "eval_trained.json", trained)
-    result = {"verdict": verdict(trained, untrained, length, args.n_boot), "train": {
-        k: summary[k] for k in ("complete", "steps", "num_steps", "train_seconds")} | {
-        "train_pairs": summary["data"]["train_pairs"], "encoding": summary["data"]["train"]},
-        "heldout": {n: r["heldout"] for n, r in (("length", length), ("untrained", untrained), ("trained", trained))},
-        "rewardbench": {n: r.get("rewardbench") for n, r in (("length", length), ("untrained", untrained),
-                                                            ("trained", trained))},
-        "args": vars(args), "wall_seconds": round(time.monotonic() - t_start, 1),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}"}
+    _, held = quality_split()
+    rb = [] if args.rewardbench in ("0", "") else load_rewardbench(
+        subsample=None if args.rewardbench == "all" else int(args.rewardbench), seed=2024)
+    rb_tag = f"rewardbench_{args.rewardbench}"
+    length, base = LengthScorer(), None
+    rows = {"length": stage(cache, "length_heldout", lambda: heldout_eval(length, held, args.n_boot))}
+
+    def base_scorer():
+        nonlocal base
+        base = base or scorer_for(args.base, args)
+        return base
+
+    rows["untrained"] = stage(cache, f"{args.base}_heldout_{args.max_length}",
+                              lambda: heldout_eval(base_scorer(), held, args.n_boot))
+    model = base_scorer() if args.model == args.base else scorer_for(args.model, args)
+    rows["model"] = rows["untrained"] if args.model == args.base else stage(
+        out / "stages", "heldout", lambda: heldout_eval(model, held, args.n_boot))
+    result = {"model": args.model, "verdict": verdict(rows["model"], rows["untrained"], rows["length"], args.n_boot),
+              "heldout": {k: {x: y for x, y in v.items() if x not in ("correct", "rewards")} for k, v in rows.items()},
+              "jane_apples": {"model": stage(out / "stages", "jane", lambda: jane(model)),
+                              "untrained": stage(cache, f"{args.base}_jane", lambda: jane(base_scorer()))}}
+    if rb:
+        result["rewardbench"] = {
+            "length": stage(cache, f"length_{rb_tag}", lambda: rewardbench_eval(length, rb, args.n_boot)),
+            "model": stage(out / "stages", rb_tag, lambda: rewardbench_eval(model, rb, args.n_boot))}
+    if args.pairwise:
+        result["pairwise"] = {
+            "length": stage(cache, "length_pairwise", lambda: pairwise_eval(length, data_dir(), args.n_boot)),
+            "model": stage(out / "stages", "pairwise", lambda: pairwise_eval(model, data_dir(), args.n_boot))}
+    result.update(args=vars(args), wall_seconds=round(time.monotonic() - t_start, 1),
+                  machine=f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+                  heldout_pairs=len(held), scored_at=args.max_length)
+    plot({"length baseline": rows["length"], f"untrained {args.base}": rows["untrained"],
+          args.model: rows["model"]}, out / "heldout.png")
     write_json_atomic(out / "quality.json", result)
     report(result)
     return result
 
 
+def _ci(b: dict) -> str:
+    return f"{100 * b['accuracy']:5.1f} [{100 * b['ci95'][0]:4.1f}, {100 * b['ci95'][1]:4.1f}]"
+
+
 def report(r: dict) -> None:
+    print(f"\nheld-out pairs: {r['heldout_pairs']} (scored at {r['scored_at']} tokens, fp32)")
+    print(f"{'':24s} {'all':>19s} {'UltraFeedback':>19s} {'HH helpful':>19s} {'HH harmless':>19s}")
     for name, h in r["heldout"].items():
-        print(f"heldout_accuracy_{name}: {h['accuracy']:.4f} (95% CI {h['ci95'][0]:.3f}-{h['ci95'][1]:.3f}, n={h['n']})")
-        for src, b in h.get("by_source", {}).items():
-            print(f"  {src}: {b['accuracy']:.4f} (n={b['n']})")
-    for name, rb in r["rewardbench"].items():
-        if rb:
-            print(f"rewardbench_{name}: {rb['score']:.4f} sections {json.dumps({k: round(v, 4) for k, v in rb['sections'].items()})}")
-    t = r["train"]
-    print(f"trained: {t['steps']}/{t['num_steps']} steps, {t['train_seconds']} s, {t['train_pairs']} pairs in the pool")
+        cells = [_ci(h)]
+        for g in ("ultrafeedback",):
+            cells.append(_ci(h["by_source"][g]) if g in h.get("by_source", {}) else "-")
+        for g in ("hh-rlhf helpful", "hh-rlhf harmless"):
+            cells.append(_ci(h["by_family"][g]) if g in h.get("by_family", {}) else "-")
+        print(f"{name:24s} " + " ".join(f"{c:>19s}" for c in cells))
     v = r["verdict"]
     for k in ("vs_untrained", "vs_length"):
-        print(f"paired_bootstrap_{k}: diff {v[k]['diff']:+.4f} [{v[k]['low']:+.4f}, {v[k]['high']:+.4f}] p={v[k]['p_value']:.3f}")
+        print(f"paired bootstrap {k}: {100 * v[k]['diff']:+.1f} points [{100 * v[k]['low']:+.1f}, "
+              f"{100 * v[k]['high']:+.1f}]")
+    for name, j in r["jane_apples"].items():
+        print(f"Jane's apples, {name}: right {j['right']:+.4f}, wrong {j['wrong']:+.4f}, P(right) {j['p_right']:.3f}")
+    for name, rb in r.get("rewardbench", {}).items():
+        secs = ", ".join(f"{k} {100 * s:.1f}" for k, s in rb["sections"].items())
+        lo, hi = rb["intervals"]["score"]
+        print(f"RewardBench v1 ({rb['n_pairs']} pairs), {name}: {100 * rb['score']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+              f"; {secs}")
+    for name, pw in r.get("pairwise", {}).items():
+        for bench, res in pw.items():
+            print(f"{bench}, {name}: {100 * res['score']:.1f} ({res['n_items']} pairs)")
     print(f"passes_bar: {v['passes_bar']}")
 
 

@@ -255,7 +255,7 @@ def test_check_rows_off_reads_prompts_only(files):
     tmp, b, t = files
     lines = t.read_text().splitlines()
     row = json.loads(lines[30])
-    row["rejected"] = [{"role": "assistant", "content": " "}]  # malformed, but kept
+    row["rejected"] = [{"role": "assistant", "content": 5}]  # malformed, but kept
     lines[30] = json.dumps(row)
     t.write_text("\n".join(lines) + "\n")
     cfg = dict(train=str(t), against=[str(b)], removed=str(tmp / "r.jsonl"), workers=1)

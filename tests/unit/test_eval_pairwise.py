@@ -1,4 +1,4 @@
-"""Labelled pairwise sets: LLMBar, Auto-J (ties apart), EvalBiasBench (seeded shuffle), generic labels."""
+"""Labelled pairwise sets: LLMBar, Auto-J (agreement over all rows), EvalBiasBench (seeded shuffle), generic labels."""
 from pathlib import Path
 
 import pytest
@@ -35,12 +35,14 @@ def test_llmbar_layout():
     assert [it["correct"] for it in res["items"]] == [1, 0, 1]
 
 
-def test_autoj_ties_reported_apart():
+def test_autoj_headline_is_the_official_agreement_over_all_rows():
     res = _score("autoj_style.jsonl")
-    assert res["score"] == 0.5
-    assert res["sections"] == {"Summarization": 1.0, "Code": 0.0}
-    assert res["ties"]["n"] == 2
-    assert res["ties"]["agreement_all_pairs"] == 0.5   # right, wrong, tie missed, tie matched
+    # rows: right, wrong, tie missed (lengths differ), tie matched, tie matched (equal lengths: equal rewards)
+    assert res["score"] == pytest.approx(3 / 5) and res["metric"].startswith("agreement over all rows")
+    assert res["sections"] == {"Summarization": 1.0, "Code": pytest.approx(1 / 3), "General Communication": 1.0}
+    assert res["ties"]["n"] == 3 and res["ties"]["agreement_all_pairs"] == pytest.approx(3 / 5)
+    nt = res["non_tie_accuracy"]  # the non-tie rows only: kept, under its own name
+    assert nt["score"] == 0.5 and nt["sections"] == {"Summarization": 1.0, "Code": 0.0}
 
 
 def test_generic_csv_with_mixed_labels():
@@ -81,4 +83,5 @@ def test_winner_column_arena_style(tmp_path):
     p.write_text('{"question": "q", "response_a": "long answer", "response_b": "short", "winner": "model_a"}\n'
                  '{"question": "q", "response_a": "long answer", "response_b": "short", "winner": "tie"}\n')
     res = evaluate_pairwise(LengthScorer(), load_labelled_pairs(p), n_boot=50)
-    assert res["score"] == 1.0 and res["ties"]["n"] == 1
+    assert res["ties"]["n"] == 1 and res["non_tie_accuracy"]["score"] == 1.0
+    assert res["score"] == 0.5  # agreement over all rows: the tie is missed (the rewards differ)

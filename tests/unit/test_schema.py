@@ -32,5 +32,5 @@ def test_pair_roundtrip_and_validation():
         PreferencePair.from_dict({**d, "prompt": [{"role": "assistant", "content": "x"}]}, row=3)
     with pytest.raises(DataError, match="field 'rejected'.*missing"):
         PreferencePair.from_dict({"prompt": "p", "chosen": "c"}, row=1)
-    with pytest.raises(DataError, match="chosen has no text"):
-        PreferencePair.from_dict({**d, "chosen": "   "}, row=2)
+    empty = PreferencePair.from_dict({**d, "chosen": "   ", "rejected": ""}, row=2)  # a reply like any other
+    assert [m.content for m in empty.chosen] == ["   "] and [m.content for m in empty.rejected] == [""]

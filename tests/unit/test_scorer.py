@@ -156,3 +156,20 @@ def test_over_long_policies():
     # a reply that alone exceeds the limit is skipped, never cut
     tiny = scorer(model, tok, max_length=5, truncation="truncate")
     assert math.isnan(tiny.score([pair.chosen_conversation])[0]) and tiny.stats["skipped"] == 1
+
+
+def test_an_empty_reply_is_scored_like_any_other():
+    tok = build_tokenizer("llama3")
+    s = scorer(build_model("llama", tok), tok)
+    pair = PreferencePair.from_dict({"prompt": "Say something.", "chosen": "Something.", "rejected": ""})
+    (c, r), = s.score_pairs([pair])
+    assert math.isfinite(c) and math.isfinite(r)
+    assert r == pytest.approx(s.score([pair.rejected_conversation])[0], abs=1e-6)
+
+
+def test_the_shared_hh_file_with_an_empty_last_turn_loads_whole(shared_data):
+    from rmkit.data import load_pairs
+
+    pairs = load_pairs(shared_data / "hh-rlhf" / "helpful-base" / "test.jsonl.gz", errors="raise")
+    assert len(pairs) == 2354  # row 120 ends with an empty assistant turn: a reply like any other
+    assert any(not any(m.content.strip() for m in p.rejected) for p in pairs)

@@ -56,3 +56,11 @@ def test_heldout_split_by_prompt():
     assert len(train) + len(held) == 20 and len(held) >= 6
     assert not {p.prompt[0].content for p in train} & {p.prompt[0].content for p in held}
     assert heldout_split(pairs, 6, seed=0)[1] == held
+
+
+def test_pairs_with_an_empty_side_are_dropped_and_counted():
+    tok = build_tokenizer("llama3")
+    stats = Counter()
+    assert encode_pair(tok, _pair("Hi", "Hello there.", "  "), 100, "truncate", stats) is None
+    assert encode_pair(tok, _pair("Hi", "", "Hello."), 100, "truncate", stats) is None
+    assert stats["skipped_empty"] == 2 and encode_pair(tok, _pair("Hi", "a", "b"), 100, "truncate", stats)

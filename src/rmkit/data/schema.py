@@ -93,8 +93,7 @@ def _check_response(resp: Conversation, name: str, where: dict) -> None:
         raise DataError(f"{name} is empty", **where, field=name)
     if resp[0].role != "assistant":
         raise DataError(f"{name} must start with an assistant turn", **where, field=name)
-    if not any(m.content.strip() for m in resp):
-        raise DataError(f"{name} has no text", **where, field=name)
+    # an empty reply ("") is a reply like any other: it is scored; training drops a pair with an empty side
 
 
 @dataclass(slots=True)

@@ -148,12 +148,10 @@ def _replies(value) -> bool:
     """stream._check_messages(value, name, "assistant", None) passes."""
     if type(value) is not list or not value or type(value[0]) is not dict:
         return False
-    text = False
     for m in value:
         if type(m) is not dict or m.get("role") not in ROLES or type(m.get("content")) is not str:
             return False
-        text = text or m["content"] != "" and not m["content"].isspace()  # strip() copies
-    return text and value[0]["role"] == "assistant"
+    return value[0]["role"] == "assistant"
 
 
 def _parse(job: stream.Job, line: bytes, where: dict, lazy: bool) -> tuple[dict, bytes | None]:

@@ -113,17 +113,13 @@ def _check_messages(value: Any, name: str, first: str | None, last: str | None, 
     """Plain type tests (no objects built): a non-empty list of {role, content: str} messages."""
     if type(value) is not list or not value:
         raise DataError("expected a non-empty list of messages", **where, field=name)
-    text = False
     for m in value:
         if type(m) is not dict or m.get("role") not in ROLES or type(m.get("content")) is not str:
             raise DataError("each message needs a role and a string content", **where, field=name)
-        text = text or bool(m["content"].strip())
     if first and value[0]["role"] != first:
         raise DataError(f"must start with an {first} turn", **where, field=name)
     if last and value[-1]["role"] != last:
         raise DataError(f"must end with a {last} turn", **where, field=name)
-    if name != "prompt" and not text:
-        raise DataError(f"{name} has no text", **where, field=name)
 
 
 _HEAD = re.compile(r'\{"id": (?:"(?:[^"\\]|\\.)*"|-?\d+), "source": ("(?:[^"\\]|\\.)*"), "prompt": ')

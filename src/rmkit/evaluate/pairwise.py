@@ -11,9 +11,9 @@ Any file with a prompt, two responses and a label. Recognised layouts (by column
   generic        prompt|question|instruction|input + response_a/b | response_A/B | response1/2 |
                  output_1/2 | answer_a/b, and label (or winner / preference) 1/2, "A"/"B", "A>B"/"B>A",
                  "model_a"/"model_b", or a tie ("A=B", "tie")
-A pair is right when the better response gets the strictly higher reward. Tie-labelled pairs (Auto-J)
-are left out of the accuracy and reported on their own, with Auto-J's own agreement over all pairs
-(a model says "tie" only on equal rewards). Groups: the file name, or the row's bias / scenario
+A pair is right when the better response gets the strictly higher reward. With tie-labelled pairs
+(Auto-J) the headline is Auto-J's official agreement over all rows (a model says "tie" only on equal
+rewards; per group over all its rows too), and the accuracy on the non-tie rows is `non_tie_accuracy`. Groups: the file name, or the row's bias / scenario
 group / subset; overall = accuracy over all pairs (micro), each group with its interval.
 """
 from __future__ import annotations
@@ -177,6 +177,7 @@ def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, 
                 n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Accuracy on non-tie pairs (micro, per group) with intervals; tie pairs reported apart."""
     units: dict[str, dict[str, float]] = defaultdict(dict)
+    agree_units: dict[str, dict[str, float]] = defaultdict(dict)
     records, view, tie_margins = [], new_view(), []
     for k, (p, (rc, rr)) in enumerate(zip(pairs, rewards)):
         cl, rl = reply_length(p.chosen), reply_length(p.rejected)
@@ -185,16 +186,30 @@ def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, 
                         "label": p.meta["label"], "swapped": p.meta["swapped"],
                         "chosen_reward": finite(rc), "rejected_reward": finite(rr),
                         "chosen_len": cl, "rejected_len": rl, "correct": ok})
+        unit = f"{p.meta['file']}:{p.meta['row']}"
+        agree_units[p.category][unit] = float(rc == rr) if ok is None else float(ok)
         if ok is None:
             tie_margins.append(abs(rc - rr))
             continue
-        units[p.category][f"{p.meta['file']}:{p.meta['row']}"] = float(ok)
+        units[p.category][unit] = float(ok)
         add_to_view(view, rc, rr, cl, rl)
-    if not units:
-        raise DataError("every pair is labelled a tie; nothing to score")
-    sections = {g: {g: float(len(u))} for g, u in sorted(units.items())}
-    results = build_results("pairwise", units, sections, "micro", records, view, n_boot=n_boot, seed=seed)
+    if not tie_margins:
+        sections = {g: {g: float(len(u))} for g, u in sorted(units.items())}
+        results = build_results("pairwise", units, sections, "micro", records, view, n_boot=n_boot, seed=seed)
+        results["metric"] = "accuracy"
+        results["ties"] = {"n": 0}
+        return results
+    # Tie-labelled rows (Auto-J): the headline is the official agreement over ALL rows, a tie predicted only
+    # on equal rewards (GAIR-NLP/auto-j codes/leaderboard/pairwise_eval.py), per group over all its rows too;
+    # the accuracy on the non-tie rows is kept apart, under its own name.
+    sections = {g: {g: float(len(u))} for g, u in sorted(agree_units.items())}
+    results = build_results("pairwise", agree_units, sections, "micro", records, view, n_boot=n_boot, seed=seed)
+    results["metric"] = "agreement over all rows (ties included; a tie predicted on equal rewards)"
     results["ties"] = _ties_block(records, tie_margins, view, n_boot, seed)
+    if units:
+        sec = {g: {g: float(len(u))} for g, u in sorted(units.items())}
+        non_tie = build_results("pairwise", units, sec, "micro", [], view, n_boot=n_boot, seed=seed)
+        results["non_tie_accuracy"] = {k: non_tie[k] for k in ("score", "sections", "subsets", "intervals")}
     return results
 
 

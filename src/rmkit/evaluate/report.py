@@ -142,8 +142,12 @@ def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
         out += ["Ties terms: " + ", ".join(f"{k} {v:.3f}" for k, v in results["ties_components"].items())]
     if results.get("ties", {}).get("n"):
         t = results["ties"]
-        out += [f"Tie-labelled pairs (left out of the score): {t['n']}; agreement over all pairs "
-                f"{_pct(t['agreement_all_pairs'])} {_ci(t['agreement_all_pairs_interval'])}."]
+        out += [f"Tie-labelled pairs: {t['n']}. The score is Auto-J's official agreement over all rows "
+                "(ties included; a tie predicted only on equal rewards)."]
+        if "non_tie_accuracy" in results:
+            nt = results["non_tie_accuracy"]
+            out += [f"Accuracy on the non-tie rows only (not the official figure): {_pct(nt['score'])} "
+                    f"{_ci(nt['intervals']['score'])}."]
     return [*out, ""] if out else out
 
 

@@ -7,7 +7,8 @@
 The policy is the scorer's (`rmkit.score.ScorerConfig.truncation`): "error" raises, "skip" drops and
 counts, "truncate" cuts the shared prompt from the left by the same amount on both sides (keeping a
 leading BOS) and never touches a response. A pair whose sides are identical (after any cut) is
-skipped and counted: it carries no preference and zero gradient.
+skipped and counted: it carries no preference and zero gradient; so is a pair with an empty reply
+(scorers give an empty reply a reward like any other, but training on one teaches length).
 """
 from __future__ import annotations
 
@@ -130,9 +131,16 @@ def heldout_split(pairs: Sequence[PreferencePair], n: int, seed: int = 0
     return ([p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held])
 
 
+def has_text(reply) -> bool:
+    return any(m.content.strip() for m in reply)
+
+
 def encode_pair(tokenizer, pair: PreferencePair, max_length: int, policy: str, stats: Counter
                 ) -> tuple[list[int], list[int]] | None:
     """(chosen ids, rejected ids) that fit `max_length` under `policy`, or None (counted in stats)."""
+    if not (has_text(pair.chosen) and has_text(pair.rejected)):
+        stats["skipped_empty"] += 1  # a preference over an empty reply teaches length, not quality
+        return None
     convs = (pair.chosen_conversation, pair.rejected_conversation)
     ids = [render_ids(tokenizer, c) for c in convs]
     cut = max(len(x) for x in ids) - max_length
@@ -193,7 +201,10 @@ def encode_ranked(tokenizer, item, max_length: int, stats: Counter) -> EncodedGr
     """A BestOfN with scores → a group with all its ordered pairs; over-long completions are dropped
     (counted), and a group left with no preference is skipped."""
     keep = []
-    for conv, score in zip(item.conversations(), item.scores):
+    for conv, reply, score in zip(item.conversations(), item.completions, item.scores):
+        if not has_text(reply):
+            stats["completions_empty"] += 1
+            continue
         ids = render_ids(tokenizer, conv)
         if len(ids) > max_length:
             stats["completions_too_long"] += 1
