@@ -114,3 +114,42 @@ def test_rewardbench_v1_report_and_diagnostics(shared_data, tmp_path):
     assert all("chosen_len" in it for it in res["items"])
     assert res["diagnostics"]["length_baseline"]["agreement"] == 1.0
     assert "Chat Hard" in (rep / "summary.md").read_text()
+
+
+def test_rewardbench_empty_input_is_an_error_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty.jsonl.*no rows"):
+        run("eval", "rewardbench", "--scorer", "length", "--data", empty, "--output", tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_rewardbench_partial_input_is_scored_but_labelled(shared_data, tmp_path):
+    import gzip
+
+    rows = [json.loads(x) for x in gzip.open(shared_data / "reward-bench" / "filtered.jsonl.gz", "rt")]
+    part = tmp_path / "part.jsonl"
+    part.write_text("".join(json.dumps(r) + "\n" for r in [r for r in rows if r["subset"] == "alpacaeval-easy"][:20]))
+    out = tmp_path / "p.json"
+    result = run("eval", "rewardbench", "--scorer", "length", "--data", part, "--output", out, "--n-boot", 50)
+    res = json.loads(out.read_text())
+    assert res["complete"] is False and res["short_subsets"] == {"alpacaeval-easy": [20, 100]}
+    assert len(res["missing_subsets"]) == 22 and "donotanswer" in res["missing_subsets"]
+    assert "PARTIAL" in result.output and "not comparable" in result.output
+    whole = tmp_path / "whole.json"
+    result = run("eval", "rewardbench", "--scorer", "length", "--output", whole, "--n-boot", 50)
+    assert json.loads(whole.read_text())["complete"] is True and "PARTIAL" not in result.output
+    sub = tmp_path / "sub.json"
+    result = run("eval", "rewardbench", "--scorer", "length", "--subsample", 60, "--output", sub, "--n-boot", 50)
+    res = json.loads(sub.read_text())
+    assert res["complete"] is False and res["subsample"] is True and "subsample" in result.output
+    assert "PARTIAL" not in result.output
+
+
+def test_rewardbench2_fixture_is_labelled_partial(tmp_path):
+    out = tmp_path / "rb2.json"
+    result = run("eval", "rewardbench2", "--scorer", "length", "--data", FIX / "rewardbench2" / "sample.jsonl",
+                 "--output", out, "--n-boot", 50)
+    res = json.loads(out.read_text())
+    assert res["complete"] is False and set(res["short_subsets"]) | set(res["missing_subsets"]) >= {"Factuality"}
+    assert "PARTIAL" in result.output

@@ -55,15 +55,20 @@ def print_row(row: dict[str, str], title: str) -> None:
 
 def finish(results: dict, output: Path, report: Optional[Path], title: str) -> None:
     """Write results.json (strict JSON), print the headline table, write the report if asked."""
-    from rmkit.evaluate.common import json_safe
+    from rmkit.evaluate.common import json_safe, partial_note
 
     results = json_safe(results)
     write_json_atomic(output, results)
     row = {"Model": str(results.get("model", "?")), "Score": f"{100 * results['score']:.1f}"}
     row.update({s: f"{100 * v:.1f}" for s, v in results["sections"].items()})
+    if not results.get("complete", True):
+        title += " — subsample" if results.get("subsample") else " — PARTIAL: not comparable with the leaderboard"
     print_row(row, title)
     lo, hi = results["intervals"]["score"]
     console.print(f"score {100 * results['score']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}); wrote {output}")
+    note = partial_note(results)
+    if note:
+        console.print(f"[bold yellow]{note}[/bold yellow]")
     if report is not None:
         from rmkit.evaluate.report import write_report
 
@@ -88,7 +93,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                          attn_implementation=attn_implementation)
     pairs = load_rewardbench(data, subsample=subsample, seed=seed)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
-    results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed)
+    results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed, subsample=bool(subsample))
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
     attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
     results["model"] = model or scorer   # the leaderboard's Model column
@@ -122,7 +127,7 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
     items = load_rewardbench2(data, subsample=subsample, seed=seed)
     n = sum(len(it.completions) for it in items)
     console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
-    results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=seed)
+    results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
     finish(_with_stats(results, sc), output, report, "RewardBench 2")
 
 

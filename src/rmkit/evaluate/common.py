@@ -73,6 +73,31 @@ def add_to_view(view: dict[str, list[float]], chosen_reward: float, rejected_rew
     view["rejected_len"].append(int(rejected_len))
 
 
+def completeness(seen: Mapping[str, int], official: Mapping[str, int], *, subsample: bool = False) -> dict:
+    """Whether the scored input is the whole official set: {"complete", "missing_subsets", "short_subsets"
+    ({subset: [rows seen, official rows]}), "subsample" (asked for)}. Incomplete input is still scored, but
+    its figure is not the leaderboard's."""
+    missing = sorted(s for s in official if not seen.get(s))
+    short = {s: [seen[s], official[s]] for s in official if 0 < seen.get(s, 0) < official[s]}
+    return {"complete": not missing and not short and not subsample, "missing_subsets": missing,
+            "short_subsets": short, "subsample": subsample}
+
+
+def partial_note(results: Mapping[str, Any]) -> str | None:
+    """One line on why a figure is not the leaderboard's, or None for complete input."""
+    if results.get("complete", True):
+        return None
+    if results.get("subsample"):
+        return ("subsample (asked for): an estimate with intervals, not comparable with the leaderboard "
+                "as a figure")
+    parts = []
+    if results.get("missing_subsets"):
+        parts.append("missing " + ", ".join(results["missing_subsets"]))
+    if results.get("short_subsets"):
+        parts.append("short " + ", ".join(f"{s} ({a}/{b})" for s, (a, b) in results["short_subsets"].items()))
+    return "partial: not comparable with the leaderboard; " + "; ".join(parts)
+
+
 def read_benchmark(data, local_names: Sequence[str], hub_id: str, split: str, parse_row: Callable
                    ) -> list:
     """Parse every row of a benchmark from `data`, or the local copy under RMKIT_DATA_DIR, else the hub."""

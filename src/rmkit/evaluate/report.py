@@ -130,7 +130,9 @@ def summary_markdown(results: Mapping[str, Any], images: Mapping[str, str]) -> s
 
 
 def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
-    out = []
+    from rmkit.evaluate.common import partial_note
+
+    out = [f"**{partial_note(results)}**"] if partial_note(results) else []
     if "levels" in results:  # RM-Bench
         lv = results["levels"]
         doms = list(lv["domains"])

@@ -15,11 +15,11 @@ import random
 from collections import defaultdict
 from typing import Any, Sequence
 
-from rmkit.data.schema import PreferencePair
+from rmkit.data.schema import DataError, PreferencePair
 from rmkit.data.sources import iter_pairs
 from rmkit.data.sources import rewardbench as rb_source
-from rmkit.evaluate.common import local_or_hub
-from rmkit.evaluate.constants import EXAMPLE_COUNTS, SECTIONS, SUBSET_MAPPING
+from rmkit.evaluate.common import completeness, local_or_hub
+from rmkit.evaluate.constants import EXAMPLE_COUNTS, FILTERED_COUNTS, SECTIONS, SUBSET_MAPPING
 from rmkit.evaluate.metrics import (overall_score, pairwise_correct, section_scores,
                                     stratified_section_bootstrap)
 
@@ -49,7 +49,10 @@ def stratified_subsample(pairs: Sequence[PreferencePair], n: int, seed: int = 0)
 
 def load_rewardbench(data: str | os.PathLike | None = None, subsample: int | None = None,
                      seed: int = 0) -> list[PreferencePair]:
-    pairs = list(iter_pairs(data or default_source(), format="rewardbench"))
+    source = str(data or default_source())
+    pairs = list(iter_pairs(source, format="rewardbench"))
+    if not pairs:
+        raise DataError("no rows", file=source)
     unknown = {p.category for p in pairs} - set(EXAMPLE_COUNTS)
     if unknown:
         raise ValueError(f"{data or default_source()}: subsets not in RewardBench v1: {sorted(unknown)}")
@@ -78,9 +81,12 @@ def score_results(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float
 
 
 def evaluate_rewardbench(scorer, pairs: Sequence[PreferencePair], *, n_boot: int = 1000,
-                         seed: int = 0) -> dict[str, Any]:
-    """Score every pair with `scorer` (a rmkit Scorer) and compute the official numbers."""
+                         seed: int = 0, subsample: bool = False) -> dict[str, Any]:
+    """Score every pair with `scorer` (a rmkit Scorer) and compute the official numbers; `complete` says
+    whether the input was the whole filtered split (else the figure is partial: see `missing_subsets`)."""
     results = score_results(pairs, scorer.score_pairs(pairs), n_boot=n_boot, seed=seed)
+    results.update(completeness({s: v["n"] for s, v in results["subsets"].items()}, FILTERED_COUNTS,
+                                subsample=subsample))
     results["model"] = getattr(scorer, "name", type(scorer).__name__)
     results["n_pairs"] = len(pairs)
     return results

@@ -28,7 +28,7 @@ import numpy as np
 
 from rmkit.data.schema import BestOfN, DataError, Message
 from rmkit.data.sources.common import get_field
-from rmkit.evaluate.common import (add_to_view, build_results, finite, new_view, read_benchmark,
+from rmkit.evaluate.common import (add_to_view, build_results, completeness, finite, new_view, read_benchmark,
                                    reply_length, scorer_name)
 from rmkit.evaluate.metrics import percentile_interval, resample_counts
 
@@ -36,6 +36,8 @@ HUB_ID = "allenai/reward-bench-2"
 SPLIT = "test"
 LOCAL_FILES = ("reward-bench-2/test.jsonl.gz", "reward-bench-2/test.jsonl", "reward-bench-2/test.parquet")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
+OFFICIAL_ROWS = {"Factuality": 475, "Precise IF": 160, "Math": 183, "Safety": 450, "Focus": 495, "Ties": 102}
+"""Rows per subset of the official test split (1,865 in all; the RewardBench 2 paper)."""
 TIES = "Ties"
 TIES_WEIGHTS = {"tied_accuracy": 0.30, "ref_accuracy": 0.30, "correctness_preferred": 0.20,
                 "correctness_preferred_hard": 0.20, "correctness_margin_score": 0.01}
@@ -211,7 +213,7 @@ def _subset_order(name: str) -> tuple[int, str]:
 
 
 def evaluate_rewardbench2(scorer, items: Sequence[BestOfN], *, n_boot: int = 1000,
-                          seed: int = 0) -> dict[str, Any]:
+                          seed: int = 0, subsample: bool = False) -> dict[str, Any]:
     """Score every completion with `scorer` (one call, so batches are shared) and compute the numbers."""
     convs = [c for it in items for c in it.conversations()]
     flat = scorer.score(convs)
@@ -221,4 +223,8 @@ def evaluate_rewardbench2(scorer, items: Sequence[BestOfN], *, n_boot: int = 100
         k += len(it.completions)
     results = score_items(items, rewards, n_boot=n_boot, seed=seed)
     results["model"] = scorer_name(scorer)
+    seen: dict[str, int] = defaultdict(int)
+    for it in items:
+        seen[next((s for s in SUBSETS if s.lower() == it.subset.lower()), it.subset)] += 1
+    results.update(completeness(seen, OFFICIAL_ROWS, subsample=subsample))
     return results
