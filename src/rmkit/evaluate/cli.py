@@ -134,6 +134,9 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
 def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
                 data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                     None, help="n items per domain, seeded"),
+                domain: Optional[str] = typer.Option(
+                    None, help="domain of a file whose rows have none (default: from its name, e.g. "
+                               "chat_filtered.json)"),
                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
@@ -144,9 +147,9 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
-    items = load_rmbench(data, subsample=subsample, seed=seed)
+    items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
-    results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=seed)
+    results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
     finish(_with_stats(results, sc), output, report, "RM-Bench")
     lv = results["levels"]["overall"]
     console.print("Easy {easy:.1%}  Normal {normal:.1%}  Hard {hard:.1%}".format(**lv))

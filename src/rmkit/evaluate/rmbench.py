@@ -10,7 +10,11 @@ chosen style i scores strictly above rejected style j; Hard = mean of the upper-
 (chosen plainer than rejected), Normal = the diagonal, Easy = the lower-left triangle. Per domain
 (chat, math, code, safety; safety-refuse and safety-response are pooled into safety, as in the
 paper); domain score = mean of its 9 cells = mean(Hard, Normal, Easy); overall and the overall
-Easy / Normal / Hard = plain means over domains. Each item's 3×3 indicator matrix is stored, and
+Easy / Normal / Hard = plain means over domains (the leaderboard's overall: the mean of the four domains;
+with one missing the results say `complete: false`). The official per-domain files
+(`chat_filtered.json`, `code_filtered.json`, `math_filtered.json`, `safety-refuse_filtered.json`,
+`safety-response_filtered.json`) have no `domain` field: the domain comes from the file name (or --domain),
+and a folder of them is read whole. Each item's 3×3 indicator matrix is stored, and
 because every number is a mean over items, intervals resample items within each domain.
 """
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from functools import partial
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,8 +65,21 @@ def domain_of(raw: str) -> str:
 
 # ---- loading ----
 
-def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
-    """One RM-Bench row → 3 PreferencePairs (one per style; chosen[i] vs rejected[i])."""
+RAW_DOMAINS = ("chat", "math", "code", "safety-refuse", "safety-response")
+
+
+def domain_from_name(path: str | os.PathLike) -> str | None:
+    """The domain of an official per-domain file (`chat_filtered.json`, `safety-refuse_filtered.json`, ...)."""
+    stem = Path(path).name.split(".")[0].lower()
+    for d in sorted(RAW_DOMAINS, key=len, reverse=True):
+        if stem == d or stem.startswith(d + "_") or stem.startswith(d + "-filtered"):
+            return d
+    return None
+
+
+def parse_row(row: dict, *, file: str, index: int, domain: str | None = None) -> list[PreferencePair]:
+    """One RM-Bench row → 3 PreferencePairs (one per style; chosen[i] vs rejected[i]). The row's own
+    `domain` wins; a per-domain file's rows have none, and take `domain` (from the file name or --domain)."""
     where = {"file": file, "row": index}
     chosen, rejected = (get_field(row, k, where, kind=list) for k in ("chosen", "rejected"))
     for name, v in (("chosen", chosen), ("rejected", rejected)):
@@ -68,7 +87,10 @@ def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
             raise DataError(f"must be a list of 3 strings (concise, detailed, markdown), "
                             f"got {len(v)} entries", **where, field=name)
     prompt = [Message("user", get_field(row, "prompt", where))]
-    raw_domain = get_field(row, "domain", where)
+    if row.get("domain") is None and domain is None:
+        raise DataError("missing: a per-domain file needs its domain from its name (chat_filtered.json, ...) "
+                        "or --domain chat|math|code|safety-refuse|safety-response", **where, field="domain")
+    raw_domain = get_field(row, "domain", where) if row.get("domain") is not None else domain
     meta = {"domain": domain_of(raw_domain), "raw_domain": raw_domain}
     return [PreferencePair(id=f"{row.get('id', index)}", source="rmbench", prompt=prompt,
                            chosen=[Message("assistant", c)], rejected=[Message("assistant", r)],
@@ -77,9 +99,21 @@ def parse_row(row: dict, *, file: str, index: int) -> list[PreferencePair]:
 
 
 def load_rmbench(data: str | os.PathLike | None = None, subsample: int | None = None,
-                 seed: int = 0) -> list[list[PreferencePair]]:
-    """Items (each a list of 3 style pairs) from a local file or the hub; `subsample` n per domain."""
-    items = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
+                 seed: int = 0, domain: str | None = None) -> list[list[PreferencePair]]:
+    """Items (each a list of 3 style pairs) from a local file, a folder of the official per-domain files
+    (`chat_filtered.json`, ...; the domain from each name) or the hub; `subsample` n per domain; `domain`
+    names the domain of a file whose rows carry none."""
+    if domain is not None and domain not in RAW_DOMAINS + ("safety",):
+        raise ValueError(f"--domain must be one of {', '.join(RAW_DOMAINS)}, got {domain!r}")
+    files = [data]
+    if data is not None and Path(data).is_dir():
+        files = sorted(f for f in Path(data).iterdir() if f.suffix in (".json", ".jsonl"))
+        if not files:
+            raise DataError("no RM-Bench .json / .jsonl files in this folder", file=str(data))
+    items = []
+    for f in files:
+        dom = domain or (domain_from_name(f) if f is not None else None)
+        items += read_benchmark(f, LOCAL_FILES, HUB_ID, SPLIT, partial(parse_row, domain=dom))
     if subsample:
         rng = np.random.default_rng(seed)
         keep = set()
@@ -151,7 +185,7 @@ def _levels_block(per_level, sections, matrices, n_boot, seed):
 
 
 def evaluate_rmbench(scorer, items: Sequence[Sequence[PreferencePair]], *, n_boot: int = 1000,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0, subsample: bool = False) -> dict[str, Any]:
     """Score the 6 responses of every item in one call, then compute the official numbers."""
     convs = [c for it in items for p in it for c in (p.chosen_conversation, p.rejected_conversation)]
     flat = [float(x) if x is not None else math.nan for x in scorer.score(convs)]
@@ -159,4 +193,12 @@ def evaluate_rmbench(scorer, items: Sequence[Sequence[PreferencePair]], *, n_boo
     rejected = [flat[6 * k + 1:6 * k + 6:2] for k in range(len(items))]
     results = score_items(items, chosen, rejected, n_boot=n_boot, seed=seed)
     results["model"] = scorer_name(scorer)
+    results.update(domain_completeness(results["sections"], subsample))
     return results
+
+
+def domain_completeness(sections, subsample: bool = False) -> dict[str, Any]:
+    """The leaderboard's overall is the mean of the four domains: with one missing it is partial."""
+    missing = [d for d in DOMAINS if d not in sections]
+    return {"complete": not missing and not subsample, "missing_subsets": missing, "short_subsets": {},
+            "subsample": subsample}
