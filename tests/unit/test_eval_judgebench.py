@@ -47,3 +47,23 @@ def test_blank_response_is_data_not_an_error(tmp_path):
                  '"response_B": "code", "label": "B>A"}\n')
     res = evaluate_judgebench(LengthScorer(), load_judgebench(p), n_boot=50)
     assert res["score"] == 1.0
+
+
+def test_single_game_is_the_original_order_only(tmp_path):
+    import json
+
+    from rmkit.evaluate.judgebench import single_game_credit
+
+    assert single_game_credit("A>B", 2.0, 1.0) == (1, "A>B")
+    assert single_game_credit("B>A", 1.0, 1.0) == (1, "B>A")   # a tie reads "B>A" in one game
+    assert single_game_credit("A>B", 1.0, 1.0) == (0, "B>A")
+    rows = [json.loads(x) for x in (FIX / "sample.jsonl").read_text().splitlines()]
+    rows.append({**rows[3], "pair_id": "jb-6", "label": "B>A"})  # equal lengths: a reward tie, label B>A
+    path = tmp_path / "jb.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = load_judgebench(path)
+    two = evaluate_judgebench(LengthScorer(), pairs, n_boot=50)
+    one = evaluate_judgebench(LengthScorer(), pairs, n_boot=50, single_game=True)
+    assert two["score"] == pytest.approx(3 / 6) and one["score"] == pytest.approx(4 / 6)
+    assert (two["mode"], one["mode"]) == ("two orders", "single game") and one["n_ties"] == 2
+    assert one["sections"]["Math"] == 0.5 and two["sections"]["Math"] == 0.0

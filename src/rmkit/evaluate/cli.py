@@ -160,15 +160,18 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
                    report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
                    truncation: str = TruncOpt, device: str = DeviceOpt,
-                   attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt):
-    """JudgeBench (both answer orders; micro accuracy per category and source)."""
+                   attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
+                   single_game: bool = typer.Option(
+                       False, "--single-game", help="the original order only (JudgeBench's README mode "
+                                                     "for reward models); default: both orders")):
+    """JudgeBench (both answer orders, or --single-game; micro accuracy per category and source)."""
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
     pairs = load_judgebench(data)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
-    results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=seed)
+    results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=seed, single_game=single_game)
     finish(_with_stats(results, sc), output, report, "JudgeBench")
 
 

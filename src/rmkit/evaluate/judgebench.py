@@ -12,7 +12,9 @@ counts +1, the opposite label −1; the pair is right if the sum is > 0. A rewar
 response on its own, so one scoring pass serves both orders; the rule makes a reward tie count as
 wrong (the two orders disagree). Accuracy is micro-averaged over pairs (the official number), and
 reported per category (Knowledge = mmlu-pro-*, Reasoning = livebench-reasoning, Math =
-livebench-math, Coding = livecodebench) and per source.
+livebench-math, Coding = livecodebench) and per source. `single_game=True` is the README's mode for
+reward models (`run_judge.py --single_game`): the original order only, "A>B" if r_A > r_B else "B>A";
+the two modes differ only on reward ties (wrong in two orders, right in one game when the label is B>A).
 """
 from __future__ import annotations
 
@@ -48,6 +50,13 @@ def two_order_credit(label: str, reward_a: float, reward_b: float) -> tuple[int,
     d1, d2 = decide(reward_a, reward_b), flip(decide(reward_b, reward_a))
     counter = sum(1 if d == label else -1 if d == flip(label) else 0 for d in (d1, d2))
     return int(counter > 0), d1, d2
+
+
+def single_game_credit(label: str, reward_a: float, reward_b: float) -> tuple[int, str]:
+    """`run_judge.py --single_game` (the README's mode for reward models): the original order only,
+    "A>B" if r_A > r_B else "B>A"; right when that is the label (so a reward tie counts for "B>A")."""
+    d = decide(reward_a, reward_b)
+    return int(d == label), d
 
 
 def category_of(source: str) -> str:
@@ -88,14 +97,18 @@ def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePai
 # ---- evaluation ----
 
 def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, float]], *,
-                n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Official two-order accuracy, micro overall, per category and per source, with intervals."""
+                n_boot: int = 1000, seed: int = 0, single_game: bool = False) -> dict[str, Any]:
+    """Official accuracy (two orders, or the original order only with `single_game`), micro overall,
+    per category and per source, with intervals."""
     units: dict[str, dict[str, float]] = defaultdict(dict)
     records, view = [], new_view()
     for k, (p, (rc, rr)) in enumerate(zip(pairs, rewards)):
         label = p.meta["label"]
         ra, rb = (rc, rr) if label == "A>B" else (rr, rc)
-        ok, d1, d2 = two_order_credit(label, ra, rb)
+        if single_game:
+            (ok, d1), d2 = single_game_credit(label, ra, rb), None
+        else:
+            ok, d1, d2 = two_order_credit(label, ra, rb)
         src = p.meta["source"]
         units[src][f"{p.id}#{k}"] = float(ok)
         cl, rl = reply_length(p.chosen), reply_length(p.rejected)
@@ -111,13 +124,15 @@ def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, 
     sections = {c: sections[c] for c in sorted(sections, key=lambda c: (order.get(c, 99), c))}
     results = build_results("judgebench", units, sections, "micro", records, view,
                             n_boot=n_boot, seed=seed)
-    results["n_ties"] = sum(1 for r in records if r["decision_AB"] != r["decision_BA"])
+    results["mode"] = "single game" if single_game else "two orders"
+    results["n_ties"] = sum(1 for r in records if r["reward_A"] == r["reward_B"] or
+                            r["reward_A"] is None or r["reward_B"] is None)
     return results
 
 
 def evaluate_judgebench(scorer, pairs: Sequence[PreferencePair], *, n_boot: int = 1000,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, single_game: bool = False) -> dict[str, Any]:
     rewards = float_pair_rewards(scorer, pairs)
-    results = score_pairs(pairs, rewards, n_boot=n_boot, seed=seed)
+    results = score_pairs(pairs, rewards, n_boot=n_boot, seed=seed, single_game=single_game)
     results["model"] = scorer_name(scorer)
     return results
