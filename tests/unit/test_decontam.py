@@ -139,7 +139,7 @@ def test_bad_row_is_named_and_nothing_is_replaced(files):
     tmp, b, t = files
     lines = t.read_text().splitlines()
     row = json.loads(lines[25])
-    del row["rejected"]
+    row["prompt"] = [{"role": "user", "content": 7}]  # an unreadable prompt: the row cannot be checked
     lines[25] = json.dumps(row)
     t.write_text("\n".join(lines) + "\n")
     (tmp / "clean.jsonl").write_text("previous\n")
@@ -147,12 +147,14 @@ def test_bad_row_is_named_and_nothing_is_replaced(files):
                removed=str(tmp / "rem.jsonl"), workers=2, chunk_size=4)
     with pytest.raises(DataError) as e:
         decontaminate(DecontamConfig(**cfg))
-    assert (e.value.row, e.value.field) == (25, "rejected") and str(t) in str(e.value)
+    assert (e.value.row, e.value.field) == (25, "prompt") and str(t) in str(e.value)
     assert multiprocessing.active_children() == []  # the workers stopped with the error, not later
     assert (tmp / "clean.jsonl").read_text() == "previous\n" and not (tmp / "rem.jsonl").exists()
     assert not [p for p in tmp.iterdir() if p.name.endswith(".tmp")]
     report = decontaminate(DecontamConfig(**cfg, errors="skip"))
-    assert report.skipped == {"rejected": 1} and report.kept + report.removed == 39
+    assert report.skipped == {"prompt: each message needs a role and a string content": 1}
+    d = report.to_dict()
+    assert d["input"] == 40 == d["kept"] + d["removed"] + d["skipped_rows"]
 
 
 @pytest.mark.timeout(120)
@@ -252,22 +254,43 @@ def test_prefilter_never_drops_a_real_match():
 
 
 def test_check_rows_off_reads_prompts_only(files):
+    """check_rows=False skips the full parse of kept rows; both modes read the replies only when they are
+    looked at (turns="all"), where a malformed one is a named error."""
     tmp, b, t = files
     lines = t.read_text().splitlines()
     row = json.loads(lines[30])
-    row["rejected"] = [{"role": "assistant", "content": 5}]  # malformed, but kept
+    row["rejected"] = [{"role": "assistant", "content": 5}]  # malformed, but only the prompt is read
     lines[30] = json.dumps(row)
     t.write_text("\n".join(lines) + "\n")
     cfg = dict(train=str(t), against=[str(b)], removed=str(tmp / "r.jsonl"), workers=1)
-    with pytest.raises(DataError, match="row 30"):
-        decontaminate(DecontamConfig(**cfg, output=str(tmp / "full.jsonl")))
+    full = decontaminate(DecontamConfig(**cfg, output=str(tmp / "full.jsonl")))
     report = decontaminate(DecontamConfig(**cfg, output=str(tmp / "fast.jsonl"), check_rows=False))
-    assert (report.kept, report.removed) == (38, 2)
+    assert (report.kept, report.removed) == (full.kept, full.removed) == (38, 2)
     assert (tmp / "fast.jsonl").read_text().splitlines() == [
         x for i, x in enumerate(lines) if i not in (3, 17)]
-    row = json.loads(lines[3])
-    row["chosen"] = []  # malformed and removed: checked in full
-    lines[3] = json.dumps(row)
-    t.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match="row 3.*chosen"):
-        decontaminate(DecontamConfig(**cfg, output=str(tmp / "fast.jsonl"), check_rows=False))
+    with pytest.raises(DataError, match="row 30.*rejected"):
+        decontaminate(DecontamConfig(**cfg, output=str(tmp / "all.jsonl"), turns="all"))
+
+
+@pytest.mark.parametrize("check_rows", [True, False])
+def test_a_row_is_checked_on_its_prompt_alone(files, check_rows):
+    """Empty, missing or unreadable replies do not stop decontamination: only the prompt is read; a row whose
+    prompt cannot be read is skipped with its reason, and input = clean + removed + skipped."""
+    tmp, b, t = files
+    lines = t.read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    rows[5]["rejected"] = [{"role": "assistant", "content": ""}]   # an empty reply (HH-RLHF has these)
+    del rows[6]["chosen"]                                           # no chosen at all
+    rows[7]["rejected"] = "a plain string reply"
+    rows[8]["prompt"] = []                                          # unreadable: skipped
+    t.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DecontamConfig(train=str(t), against=[str(b)], output=str(tmp / "o.jsonl"), workers=1,
+                         errors="skip", check_rows=check_rows)
+    report = decontaminate(cfg)
+    d = report.to_dict()
+    assert d["input"] == 40 and d["skipped_rows"] == 1
+    assert d["kept"] + d["removed"] + d["skipped_rows"] == 40
+    assert list(d["skipped"]) == ["prompt: expected a non-empty list of messages"]
+    kept_ids = {json.loads(x)["id"] for x in (tmp / "o.jsonl").read_text().splitlines()}
+    assert {rows[i]["id"] for i in (5, 6, 7)} <= kept_ids
+    assert "Input rows 40 = clean" in (tmp / "o.report.md").read_text()

@@ -84,14 +84,12 @@ def test_block_path_names_bad_rows(tmp_path, monkeypatch, workers):
     lines = _odd_lines()
     for i, bad, what in [(20, b'{"id": "x", "prompt": [', "row 20.*invalid JSON"),
                          (21, b'{"id": "x", "prompt": "caf\xe9"}', "row 21.*UTF-8"),
-                         (22, lines[22].replace(b'"role": "assistant"', b'"role": "robot"', 1),
-                          "row 22.*field 'chosen'"),
-                         (4, lines[4].replace(b'"chosen": [{', b'"chosen": [], "x": [{'),
-                          "row 4.*field 'chosen'")]:
+                         (22, lines[22].replace(b'"role": "user"', b'"role": "robot"', 1),
+                          "row 22.*field 'prompt'"),
+                         (4, lines[4].replace(b'"prompt": [{', b'"prompt": [], "x": [{'),
+                          "row 4.*field 'prompt'")]:  # a row is checked on its prompt alone
         data = lines[:i] + [bad] + lines[i + 1:]
         for check_rows in (True, False):
-            if i == 22 and not check_rows:
-                continue  # a kept row is not checked in full then
             with pytest.raises(DataError, match=what) as e:
                 _run(tmp_path, "bad", b"\n".join(data), monkeypatch, True, workers=workers,
                      chunk_size=1, check_rows=check_rows)

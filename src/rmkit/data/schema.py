@@ -19,9 +19,14 @@ ROLES = ("system", "user", "assistant")
 class DataError(ValueError):
     """A malformed input row. The message names the file, the row and the field."""
 
+    @property
+    def skip_key(self) -> str:
+        """How a skipped row is counted in a report: its field and the reason, without file and row."""
+        return f"{self.field or 'row'}: {self.reason}"
+
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
                  field: str | None = None):
-        self.file, self.row, self.field = file, row, field
+        self.file, self.row, self.field, self.reason = file, row, field, message
         where = ", ".join(x for x in (f"file {file}" if file else "",
                                       f"row {row}" if row is not None else "",
                                       f"field '{field}'" if field else "") if x)

@@ -55,8 +55,10 @@ class DecontamReport:
 
     def to_dict(self) -> dict[str, Any]:
         total = self.kept + self.removed
-        return {"total": total, "kept": self.kept, "removed": self.removed,
-                "skipped": dict(self.skipped), "per_source": self.per_source(),
+        n_skipped = sum(self.skipped.values())
+        return {"input": total + n_skipped, "total": total, "kept": self.kept, "removed": self.removed,
+                "skipped_rows": n_skipped, "skipped": dict(sorted(self.skipped.items())),
+                "per_source": self.per_source(),
                 "removed_by_benchmark_subset": {f"{b}/{s}": v for (b, s), v in
                                                 sorted(self.subsets.items(), key=str)},
                 "benchmark_docs": self.benchmark_docs, "benchmark_ngrams": self.benchmark_ngrams,
@@ -72,9 +74,13 @@ def to_markdown(d: dict[str, Any]) -> str:
              f"tokens `{c['tokens']}`, benchmark turns `{c['turns']}`, "
              f"training turns `{c['train_turns'] or c['turns']}`; "
              f"{d['benchmark_docs']} benchmark prompts, {d['benchmark_ngrams']} distinct n-grams.", "",
-             f"**{d['removed']} of {d['total']} pairs removed**, {d['kept']} kept"
-             + (f", skipped rows: {d['skipped']}" if d["skipped"] else "") + ".", "",
-             "| source | total | kept | removed |", "|---|---:|---:|---:|"]
+             f"**{d['removed']} of {d['total']} pairs removed**, {d['kept']} kept.", "",
+             f"Input rows {d['input']} = clean {d['kept']} + removed {d['removed']} + skipped "
+             f"{d['skipped_rows']} (rows that could not be read; a row is checked on its prompt alone).", ""]
+    if d["skipped"]:
+        lines += ["| skipped: field: reason | rows |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in d["skipped"].items()] + [""]
+    lines += ["| source | total | kept | removed |", "|---|---:|---:|---:|"]
     lines += [f"| {s} | {r['total']} | {r['kept']} | {r['removed']} |"
               for s, r in d["per_source"].items()]
     if d["removed_by_benchmark_subset"]:

@@ -26,7 +26,7 @@ except ImportError:  # optional: json alone gives the same results, slower
     orjson = None
 
 from rmkit.data.io import read_rows
-from rmkit.data.schema import ROLES, DataError, PreferencePair
+from rmkit.data.schema import ROLES, DataError, PreferencePair, conversation_to_dicts, to_conversation
 from rmkit.data.sources import PARSERS, detect_format, generic, iter_pairs
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import pair_texts
@@ -41,7 +41,7 @@ class ChunkResult:
     removed: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)       # (source, "kept"|"removed") → n
     subsets: Counter = field(default_factory=Counter)      # (benchmark, subset) → removed pairs
-    skipped: Counter = field(default_factory=Counter)      # field → n
+    skipped: Counter = field(default_factory=Counter)      # "field: reason" → n
     error: tuple | None = None                             # (message, file, row, field)
 
 
@@ -93,7 +93,7 @@ def _parse_chunk(job: Job, records: list[tuple[int, Any]], out: ChunkResult) -> 
             if job.errors == "raise":
                 out.error = (str(e), e.file or job.file, e.row if e.row is not None else index, e.field)
                 break
-            out.skipped[e.field or "row"] += 1
+            out.skipped[e.skip_key] += 1
     return pairs
 
 
@@ -151,14 +151,30 @@ def _full_row(raw: Any, job: Job, where: dict) -> tuple[dict, Any]:
     if not isinstance(row, dict):
         raise DataError("a row must be a JSON object", **where)
     if not (type(row.get("prompt")) is type(row.get("chosen")) is type(row.get("rejected")) is list):
-        row = PreferencePair.from_dict(row, file=where["file"], row=where["row"]).to_dict()
-        raw = None  # strings in place of message lists: written back canonical
+        row, raw = _canonical(row, where), None  # strings in place of message lists: written back canonical
     elif "id" not in row:
         row, raw = {"id": str(where["row"]), **row}, None  # as PreferencePair.from_dict names it
     _check_messages(row.get("prompt"), "prompt", None, "user", where)
-    _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
-    _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
+    if job.turns == "all":  # the replies are looked at too: they must read
+        _check_messages(row.get("chosen"), "chosen", "assistant", None, where)
+        _check_messages(row.get("rejected"), "rejected", "assistant", None, where)
     return row, raw.rstrip() if isinstance(raw, (str, bytes)) else None
+
+
+def _canonical(row: dict, where: dict) -> dict:
+    """A row with strings for messages, rewritten with message lists. A row is checked on its prompt
+    alone (decontamination reads only the prompt): a reply that does not convert is left as it was."""
+    if row.get("prompt") is None:
+        raise DataError("missing", **where, field="prompt")
+    out = {"id": str(row.get("id", where["row"])), "source": str(row.get("source", "")), **row}
+    out["prompt"] = conversation_to_dicts(to_conversation(row["prompt"], where={**where, "field": "prompt"}))
+    for k in ("chosen", "rejected"):
+        if k in row and type(row[k]) is not list:
+            try:
+                out[k] = conversation_to_dicts(to_conversation(row[k], default_role="assistant"))
+            except DataError:
+                pass
+    return out
 
 
 def _prompt_only(raw: Any, where: dict) -> dict | None:
@@ -202,7 +218,7 @@ def _skip(job: Job, e: DataError, index: int, out: ChunkResult) -> bool:
     if job.errors == "raise":
         out.error = (str(e), e.file or job.file, e.row if e.row is not None else index, e.field)
         return False
-    out.skipped[e.field or "row"] += 1
+    out.skipped[e.skip_key] += 1
     return True
 
 
