@@ -106,3 +106,17 @@ def test_score_resumes_after_a_kill_with_the_same_output(tiny_llama, tmp_path, k
     assert [r["id"] for r in b] == [f"r{i}" for i in range(23)] and [r["row"] for r in b] == list(range(23))
     key = "reward" if kind == "conversations" else "chosen_reward"
     assert all(math.isclose(x[key], y[key], abs_tol=1e-5) for x, y in zip(a, b))
+
+
+def test_score_errors_skip_counts_and_goes_on(tmp_path):
+    from rmkit.score.baselines import LengthScorer
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "p", "chosen": "cc", "rejected": "r"}\n{"prompt": "p", "chosen": "c"}\n'
+                   '{"prompt": "p", "chosen": "ccc", "rejected": ""}\n')
+    stats = score_file(src, tmp_path / "o.jsonl", LengthScorer(), errors="skip", chunk_size=1)
+    assert stats["total"] == 2 and stats["skipped_rows"] == {"rejected: missing": 1}
+    rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["rejected_reward"] for r in rows] == [1.0, 0.0]  # the empty reply is scored too
+    again = score_file(src, tmp_path / "o.jsonl", LengthScorer(), errors="skip")
+    assert (again["resumed_from"], again["written"]) == (2, 0)

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,8 @@ DeviceOpt = typer.Option("auto", "--device")
 ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + HTML report")
 NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
 AttnOpt = typer.Option(None, "--attn-implementation")
+ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a named error) | skip (counted, "
+                                                    "with the reason, in the results)")
 
 
 def scorer_from_cli(model, baseline, *, seed, dtype, batch_tokens, max_length, truncation, device,
@@ -53,10 +56,15 @@ def print_row(row: dict[str, str], title: str) -> None:
     Console().print(table)
 
 
-def finish(results: dict, output: Path, report: Optional[Path], title: str) -> None:
-    """Write results.json (strict JSON), print the headline table, write the report if asked."""
+def finish(results: dict, output: Path, report: Optional[Path], title: str, skipped=None) -> None:
+    """Write results.json (strict JSON), print the headline table, write the report if asked. Rows left
+    out by --errors skip are counted in `skipped_rows` (and make a RewardBench input partial)."""
     from rmkit.evaluate.common import json_safe, partial_note
 
+    results["skipped_rows"] = dict(sorted((skipped or {}).items()))
+    if results["skipped_rows"]:
+        results["complete"] = False
+        console.print(f"[yellow]skipped {sum(skipped.values())} unreadable rows: {results['skipped_rows']}[/yellow]")
     results = json_safe(results)
     write_json_atomic(output, results)
     row = {"Model": str(results.get("model", "?")), "Score": f"{100 * results['score']:.1f}"}
@@ -83,7 +91,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                     device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
-                    n_boot: int = NBootOpt):
+                    n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
@@ -91,13 +99,14 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                          max_length=max_length, truncation=truncation, device=device,
                          attn_implementation=attn_implementation)
-    pairs = load_rewardbench(data, subsample=subsample, seed=seed)
+    skipped = Counter()
+    pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed, subsample=bool(subsample))
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
     attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
     results["model"] = model or scorer   # the leaderboard's Model column
-    finish(results, output, report, "RewardBench v1")
+    finish(results, output, report, "RewardBench v1", skipped)
 
 
 def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn):
@@ -118,17 +127,18 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
                      dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                      max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                      device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
-                     n_boot: int = NBootOpt):
+                     n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
-    items = load_rewardbench2(data, subsample=subsample, seed=seed)
+    skipped = Counter()
+    items = load_rewardbench2(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     n = sum(len(it.completions) for it in items)
     console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
     results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
-    finish(_with_stats(results, sc), output, report, "RewardBench 2")
+    finish(_with_stats(results, sc), output, report, "RewardBench 2", skipped)
 
 
 def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
@@ -141,16 +151,17 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                 device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
-                n_boot: int = NBootOpt):
+                n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
-    items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain)
+    skipped = Counter()
+    items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain, errors=errors, skipped=skipped)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
     results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
-    finish(_with_stats(results, sc), output, report, "RM-Bench")
+    finish(_with_stats(results, sc), output, report, "RM-Bench", skipped)
     lv = results["levels"]["overall"]
     console.print("Easy {easy:.1%}  Normal {normal:.1%}  Hard {hard:.1%}".format(**lv))
 
@@ -161,7 +172,7 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
                    truncation: str = TruncOpt, device: str = DeviceOpt,
                    attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
-                   single_game: bool = typer.Option(
+                   errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
                                                      "for reward models); default: both orders")):
     """JudgeBench (both answer orders, or --single-game; micro accuracy per category and source)."""
@@ -169,10 +180,11 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
-    pairs = load_judgebench(data)
+    skipped = Counter()
+    pairs = load_judgebench(data, errors=errors, skipped=skipped)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=seed, single_game=single_game)
-    finish(_with_stats(results, sc), output, report, "JudgeBench")
+    finish(_with_stats(results, sc), output, report, "JudgeBench", skipped)
 
 
 def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder of files, or a hub id"),
@@ -184,18 +196,19 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
                  dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                  device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
-                 n_boot: int = NBootOpt):
+                 n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
                  attn_implementation)
-    pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle)
+    skipped = Counter()
+    pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle, errors=errors, skipped=skipped)
     ties = sum(p.meta["tie"] for p in pairs)
     console.print(f"pairwise: {len(pairs)} pairs ({ties} tie-labelled), scorer {sc.name}")
     results = evaluate_pairwise(sc, pairs, n_boot=n_boot, seed=seed)
     results["data"] = str(data)
-    finish(_with_stats(results, sc), output, report, f"pairwise: {Path(str(data)).name}")
+    finish(_with_stats(results, sc), output, report, f"pairwise: {Path(str(data)).name}", skipped)
 
 
 def compare_cmd(results_a: Path = typer.Argument(..., help="results.json of model A"),

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import math
 import os
 from pathlib import Path
@@ -95,22 +97,40 @@ def partial_note(results: Mapping[str, Any]) -> str | None:
         parts.append("missing " + ", ".join(results["missing_subsets"]))
     if results.get("short_subsets"):
         parts.append("short " + ", ".join(f"{s} ({a}/{b})" for s, (a, b) in results["short_subsets"].items()))
+    if results.get("skipped_rows"):
+        parts.append(f"{sum(results['skipped_rows'].values())} unreadable rows skipped")
     return "partial: not comparable with the leaderboard; " + "; ".join(parts)
 
 
-def read_benchmark(data, local_names: Sequence[str], hub_id: str, split: str, parse_row: Callable
-                   ) -> list:
-    """Parse every row of a benchmark from `data`, or the local copy under RMKIT_DATA_DIR, else the hub."""
+def read_benchmark(data, local_names: Sequence[str], hub_id: str, split: str, parse_row: Callable,
+                   errors: str = "raise", skipped: Counter | None = None) -> list:
+    """Parse every row of a benchmark from `data`, or the local copy under RMKIT_DATA_DIR, else the hub.
+    errors="skip": a row that does not parse is counted in `skipped` ("field: reason") and left out."""
     from rmkit.data.io import is_local, read_rows
     from rmkit.data.schema import DataError
 
     source = str(data or local_or_hub(local_names, hub_id))
     file = source if is_local(source) else f"hub:{source}"
     split = None if is_local(source) or ":" in source else split
-    items = [parse_row(row, file=file, index=i) for i, row in read_rows(source, split=split)]
+    check_errors(errors)
+    items, seen = [], 0
+    for i, row in read_rows(source, split=split):
+        seen += 1
+        try:
+            items.append(parse_row(row, file=file, index=i))
+        except DataError as e:
+            if errors == "raise":
+                raise
+            if skipped is not None:
+                skipped[e.skip_key] += 1
     if not items:
-        raise DataError("no rows", file=file)
+        raise DataError("no rows" if not seen else f"none of its {seen} rows could be read", file=file)
     return items
+
+
+def check_errors(errors: str) -> None:
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"--errors must be raise or skip, got {errors!r}")
 
 
 def float_pair_rewards(scorer, pairs: Sequence[Any]) -> list[tuple[float, float]]:

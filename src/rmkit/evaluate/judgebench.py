@@ -90,8 +90,9 @@ def parse_row(row: dict, *, file: str, index: int) -> PreferencePair:
         meta={"label": label, "source": source})  # a blank response is data (a bad answer)
 
 
-def load_judgebench(data: str | os.PathLike | None = None) -> list[PreferencePair]:
-    return read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
+def load_judgebench(data: str | os.PathLike | None = None, *, errors: str = "raise",
+                    skipped=None) -> list[PreferencePair]:
+    return read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row, errors, skipped)
 
 
 # ---- evaluation ----

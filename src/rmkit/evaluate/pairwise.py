@@ -149,26 +149,40 @@ def _files(source: str | os.PathLike) -> list[Path]:
     return [path]
 
 
-def load_labelled_pairs(source: str | os.PathLike, *, seed: int = 0,
-                        shuffle: bool | None = None) -> list[PreferencePair]:
+def load_labelled_pairs(source: str | os.PathLike, *, seed: int = 0, shuffle: bool | None = None,
+                        errors: str = "raise", skipped=None) -> list[PreferencePair]:
     """Pairs from a file, a folder of files, or a hub id. `shuffle=None` shuffles the answer order
     (seeded) only where the label is constant (EvalBiasBench: always response1)."""
     if not is_local(source):
-        return _load_one(str(source), f"hub:{source}", str(source), seed, shuffle)
+        return _load_one(str(source), f"hub:{source}", str(source), seed, shuffle, errors, skipped)
     out = []
     for f in _files(source):
-        out.extend(_load_one(str(f), str(f), f.name.split(".")[0], seed, shuffle))
+        out.extend(_load_one(str(f), str(f), f.name.split(".")[0], seed, shuffle, errors, skipped))
     return out
 
 
-def _load_one(source: str, file: str, group: str, seed: int, shuffle: bool | None) -> list[PreferencePair]:
+def _load_one(source: str, file: str, group: str, seed: int, shuffle: bool | None, errors: str = "raise",
+              skipped=None) -> list[PreferencePair]:
     rows = list(read_rows(source))
     if not rows:
         raise DataError("no rows", file=file)
     if shuffle is None:
-        shuffle = "response1" in rows[0][1] and len({str(r.get("label")) for _, r in rows}) == 1
-    return [parse_row(r, file=file, index=i, group=group, shuffle_seed=seed if shuffle else None)
-            for i, r in rows]
+        shuffle = isinstance(rows[0][1], Mapping) and "response1" in rows[0][1] and \
+            len({str(r.get("label")) for _, r in rows if isinstance(r, Mapping)}) == 1
+    out = []
+    for i, r in rows:
+        try:
+            if not isinstance(r, Mapping):
+                raise DataError("a row must be a JSON object", file=file, row=i)
+            out.append(parse_row(r, file=file, index=i, group=group, shuffle_seed=seed if shuffle else None))
+        except DataError as e:
+            if errors == "raise":
+                raise
+            if skipped is not None:
+                skipped[e.skip_key] += 1
+    if not out:
+        raise DataError(f"none of its {len(rows)} rows could be read", file=file)
+    return out
 
 
 # ---- evaluation ----

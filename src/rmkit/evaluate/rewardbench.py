@@ -48,9 +48,10 @@ def stratified_subsample(pairs: Sequence[PreferencePair], n: int, seed: int = 0)
 
 
 def load_rewardbench(data: str | os.PathLike | None = None, subsample: int | None = None,
-                     seed: int = 0) -> list[PreferencePair]:
+                     seed: int = 0, *, errors: str = "raise", skipped=None) -> list[PreferencePair]:
+    """The filtered split (local copy or hub); errors="skip" counts unreadable rows in `skipped` (by field)."""
     source = str(data or default_source())
-    pairs = list(iter_pairs(source, format="rewardbench"))
+    pairs = list(iter_pairs(source, format="rewardbench", errors=errors, skipped=skipped))
     if not pairs:
         raise DataError("no rows", file=source)
     unknown = {p.category for p in pairs} - set(EXAMPLE_COUNTS)

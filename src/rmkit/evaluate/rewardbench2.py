@@ -145,9 +145,9 @@ def parse_row(row: dict, *, file: str, index: int) -> BestOfN:
 
 
 def load_rewardbench2(data: str | os.PathLike | None = None, subsample: int | None = None,
-                      seed: int = 0) -> list[BestOfN]:
+                      seed: int = 0, *, errors: str = "raise", skipped=None) -> list[BestOfN]:
     """Every row of the set (a local file or a hub id); `subsample` keeps n per subset, seeded."""
-    items = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row)
+    items = read_benchmark(data, LOCAL_FILES, HUB_ID, SPLIT, parse_row, errors, skipped)
     return _subsample(items, subsample, seed) if subsample else items
 
 

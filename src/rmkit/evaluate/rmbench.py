@@ -99,7 +99,8 @@ def parse_row(row: dict, *, file: str, index: int, domain: str | None = None) ->
 
 
 def load_rmbench(data: str | os.PathLike | None = None, subsample: int | None = None,
-                 seed: int = 0, domain: str | None = None) -> list[list[PreferencePair]]:
+                 seed: int = 0, domain: str | None = None, *, errors: str = "raise",
+                 skipped=None) -> list[list[PreferencePair]]:
     """Items (each a list of 3 style pairs) from a local file, a folder of the official per-domain files
     (`chat_filtered.json`, ...; the domain from each name) or the hub; `subsample` n per domain; `domain`
     names the domain of a file whose rows carry none."""
@@ -113,7 +114,7 @@ def load_rmbench(data: str | os.PathLike | None = None, subsample: int | None = 
     items = []
     for f in files:
         dom = domain or (domain_from_name(f) if f is not None else None)
-        items += read_benchmark(f, LOCAL_FILES, HUB_ID, SPLIT, partial(parse_row, domain=dom))
+        items += read_benchmark(f, LOCAL_FILES, HUB_ID, SPLIT, partial(parse_row, domain=dom), errors, skipped)
     if subsample:
         rng = np.random.default_rng(seed)
         keep = set()

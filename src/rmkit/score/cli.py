@@ -18,7 +18,9 @@ def score_cmd(input: Path = typer.Argument(..., help="jsonl / parquet / json / c
               truncation: str = typer.Option("error", "--truncation", help="error | skip | truncate"),
               pooling: str = typer.Option("last", "--pooling", help="last | hf"),
               chunk_size: int = typer.Option(256, "--chunk-size", help="rows scored per write"),
-              device: str = typer.Option("auto", "--device"), seed: int = typer.Option(0, "--seed")):
+              device: str = typer.Option("auto", "--device"), seed: int = typer.Option(0, "--seed"),
+              errors: str = typer.Option("raise", "--errors", help="malformed rows: raise (a named error) | "
+                                                                "skip (counted with the reason, left out)")):
     """Score INPUT with a reward model and write one jsonl row per input row."""
     from rich.console import Console
     from tqdm.auto import tqdm
@@ -30,7 +32,8 @@ def score_cmd(input: Path = typer.Argument(..., help="jsonl / parquet / json / c
                                   truncation=truncation, pooling=pooling, device=device)
     sc = build_scorer(model, scorer, seed=seed, **opts)
     with tqdm(desc="rows", unit="row") as bar:
-        stats = score_file(input, output, sc, chunk_size=chunk_size, format=format, progress=bar.update)
+        stats = score_file(input, output, sc, chunk_size=chunk_size, format=format, progress=bar.update,
+                           errors=errors)
     extra = dict(getattr(sc, "stats", {}) or {})
     Console(stderr=True).print(f"wrote {output}: {stats} {extra}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,18 +30,28 @@ def _first_row(source: str) -> dict:
     raise DataError("no rows", file=str(source))
 
 
-def iter_items(source: str, *, format: str = "auto") -> Iterator[tuple[str, str, Any]]:
-    """Yield (kind, id, payload): ("conv", id, Conversation) or ("pair", id, PreferencePair)."""
+def iter_items(source: str, *, format: str = "auto", errors: str = "raise",
+               skipped: Counter | None = None) -> Iterator[tuple[str, str, Any]]:
+    """Yield (kind, id, payload): ("conv", id, Conversation) or ("pair", id, PreferencePair).
+    errors="skip": a row that does not parse is counted in `skipped` and left out (the same rows on a
+    resume, so the output stays a prefix)."""
     first = _first_row(source)
     key = next((k for k in CONV_KEYS if k in first), None)
     if key is None or format != "auto":
-        for pair in iter_pairs(source, format=format):
+        for pair in iter_pairs(source, format=format, errors=errors, skipped=skipped):
             yield "pair", pair.id, pair
         return
     for index, row in read_rows(source):
-        if key not in row:
-            raise DataError("missing", file=str(source), row=index, field=key)
-        conv = to_conversation(row[key], where={"file": str(source), "row": index, "field": key})
+        try:
+            if key not in row:
+                raise DataError("missing", file=str(source), row=index, field=key)
+            conv = to_conversation(row[key], where={"file": str(source), "row": index, "field": key})
+        except DataError as e:
+            if errors == "raise":
+                raise
+            if skipped is not None:
+                skipped[e.skip_key] += 1
+            continue
         yield "conv", str(row.get("id", index)), conv
 
 
@@ -77,14 +88,17 @@ def _num(x: float) -> float | None:
 
 
 def score_file(source: str | os.PathLike, output: str | os.PathLike, scorer, *, chunk_size: int = 256,
-               format: str = "auto", progress=None) -> dict[str, int]:
+               format: str = "auto", progress=None, errors: str = "raise") -> dict[str, Any]:
     """Score `source` into `output` (jsonl), resuming from what `output` already holds."""
     output = Path(output)
     done = read_complete_jsonl(output)
     if [r.get("row") for r in done] != list(range(len(done))):
         raise DataError("existing output is not a prefix written by `rmkit score`; "
                         "remove it or choose another path", file=str(output))
-    items = iter_items(str(source), format=format)
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be raise or skip, got {errors!r}")
+    skipped: Counter = Counter()
+    items = iter_items(str(source), format=format, errors=errors, skipped=skipped)
     for _ in range(len(done)):
         next(items, None)
     written = len(done)
@@ -98,4 +112,5 @@ def score_file(source: str | os.PathLike, output: str | os.PathLike, scorer, *, 
             written += len(rows)
             if progress is not None:
                 progress(len(rows))
-    return {"resumed_from": len(done), "written": written - len(done), "total": written}
+    return {"resumed_from": len(done), "written": written - len(done), "total": written,
+            "skipped_rows": dict(sorted(skipped.items()))}

@@ -97,7 +97,7 @@ def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
             if errors == "raise":
                 raise e
             if skipped is not None:
-                skipped[e.field or "row"] += 1
+                skipped[e.skip_key] += 1
 
 
 def _peek_grouped(rows) -> tuple[Iterator, str]:
@@ -120,7 +120,7 @@ def _apply_policy(items, errors: str, skipped: Counter | None) -> Iterator[Prefe
         elif errors == "raise":
             raise item
         elif skipped is not None:
-            skipped[item.field or "row"] += 1
+            skipped[item.skip_key] += 1
 
 
 def load_pairs(source: str | os.PathLike, **kwargs) -> list[PreferencePair]:

@@ -37,5 +37,6 @@ def get_field(row: Mapping[str, Any], name: str, where: dict, *, kind: type | tu
 
 
 def conv_field(row: Mapping[str, Any], name: str, where: dict, *, default_role: str) -> Conversation:
-    value = get_field(row, name, where, kind=(str, list, dict))
+    # a reply may be empty (scored like any other); a prompt may not
+    value = get_field(row, name, where, kind=(str, list, dict), allow_empty=default_role == "assistant")
     return to_conversation(value, default_role=default_role, where={**where, "field": name})

@@ -64,7 +64,7 @@ def _pair(group: list[tuple[int, Mapping]], file: str | None, dropped: Counter
     rated = []
     for index, row in group:
         w = {"file": file, "row": index}
-        rated.append((_rating(row, w), get_field(row, "response", w)))
+        rated.append((_rating(row, w), get_field(row, "response", w, allow_empty=True)))
     if len(rated) < 2:
         dropped["single_response"] += 1
         return None

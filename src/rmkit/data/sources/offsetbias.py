@@ -30,6 +30,6 @@ def parse_row(row: Mapping[str, Any], *, file: str | None, index: int) -> Prefer
     return PreferencePair(
         id=str(row.get("id", f"{source}:{index}")), source=source,
         prompt=[Message("user", get_field(row, key, where))],
-        chosen=[Message("assistant", get_field(row, good, where))],
-        rejected=[Message("assistant", get_field(row, bad, where))],
+        chosen=[Message("assistant", get_field(row, good, where, allow_empty=True))],
+        rejected=[Message("assistant", get_field(row, bad, where, allow_empty=True))],
     ).validate(file=file, row=index)
