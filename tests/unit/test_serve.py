@@ -215,3 +215,11 @@ def test_a_chat_template_error_is_422_not_500(tiny_llama):
         assert r.status_code == 422 and "conversation 1" in r.json()["detail"]
         assert "System role not supported" in r.json()["detail"]
         assert c.post("/v1/rewards", json={"conversations": [CONVS[0]]}).status_code == 200
+
+
+def test_an_empty_reply_gets_a_reward(api, scorer):
+    from rmkit.data import Message
+
+    out = api.post("/v1/compare", json={"prompt": "Say something.", "responses": ["Something.", ""]}).json()
+    want = scorer.score([[Message("user", "Say something."), Message("assistant", "")]])[0]
+    assert out["rewards"][1] == pytest.approx(want, abs=1e-5)
