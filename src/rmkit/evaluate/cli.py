@@ -211,6 +211,56 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
     finish(_with_stats(results, sc), output, report, f"pairwise: {Path(str(data)).name}", skipped)
 
 
+def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs held out from training "
+                                                               "(any pair format rmkit reads)"),
+                  model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
+                  output: Path = OutputOpt, report: Optional[Path] = typer.Option(
+                      None, "--report", help="folder for reliability.png"),
+                  save: bool = typer.Option(False, "--save", help="write calibration.json beside the (local) "
+                                                                  "model: rmkit serve then uses T"),
+                  seed: int = SeedOpt, dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
+                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
+                  device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                  errors: str = ErrorsOpt):
+    """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
+    from rmkit.data import load_pairs
+    from rmkit.evaluate.calibrate import CALIBRATION_FILE, calibrate, reliability_png
+    from rmkit.evaluate.common import check_errors, json_safe
+
+    check_errors(errors)
+    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                 attn_implementation)
+    skipped = Counter()
+    pairs = load_pairs(data, errors=errors, skipped=skipped)
+    if not pairs:
+        from rmkit.data.schema import DataError
+
+        raise DataError("no pairs to calibrate on", file=str(data))
+    console.print(f"calibrate: {len(pairs)} labelled pairs, scorer {sc.name}")
+    result = calibrate(sc.score_pairs(pairs))
+    result.update(model=model or scorer, data=str(data), skipped_rows=dict(skipped))
+    if report is not None:
+        result["reliability_png"] = str(reliability_png(result, Path(report) / "reliability.png"))
+    write_json_atomic(output, json_safe(result))
+    table = Table(title=f"calibration on {len(pairs)} pairs (T = {result['temperature']:.4g})")
+    for col in ("", "log-loss", "Brier", "ECE"):
+        table.add_column(col, justify="left" if not col else "right")
+    for key, name in (("before", "raw sigmoid(r_a - r_b)"), ("after", "sigmoid((r_a - r_b) / T)")):
+        m = result[key]
+        table.add_row(name, f"{m['log_loss']:.4f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}")
+    Console().print(table)
+    if save:
+        folder = Path(getattr(getattr(getattr(sc, "model", None), "config", None), "_name_or_path", "") or "")
+        if not folder.is_dir():
+            raise ValueError("--save needs a model loaded from a local folder (the calibration goes beside it)")
+        write_json_atomic(folder / CALIBRATION_FILE, json_safe({
+            "temperature": result["temperature"], "fitted_on": str(data), "n_pairs": result["n_pairs"],
+            "before": {k: result["before"][k] for k in ("log_loss", "brier", "ece")},
+            "after": {k: result["after"][k] for k in ("log_loss", "brier", "ece")}}))
+        console.print(f"saved T beside the model: {folder / CALIBRATION_FILE}")
+    console.print(f"wrote {output}")
+
+
 def compare_cmd(results_a: Path = typer.Argument(..., help="results.json of model A"),
                 results_b: Path = typer.Argument(..., help="results.json of model B"),
                 output: Optional[Path] = typer.Option(None, "--output", "-o", help="comparison JSON"),
@@ -249,3 +299,4 @@ def register(app, eval_app) -> None:
     eval_app.command("judgebench")(judgebench_cmd)
     eval_app.command("pairwise")(pairwise_cmd)
     app.command("compare")(compare_cmd)
+    app.command("calibrate")(calibrate_cmd)

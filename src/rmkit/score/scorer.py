@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
@@ -83,6 +84,8 @@ class RewardScorer:
         self.head = PoolingHead(model, pooling=self.config.pooling)
         self.max_length = self.config.max_length or getattr(model.config, "max_position_embeddings", None)
         self.stats: Counter = Counter()
+        self.temperature = 1.0
+        """P(a > b) = sigmoid((r_a - r_b) / temperature): 1.0 unless `rmkit calibrate --save` fitted one."""
         self._warn_pad_is_end()
 
     @classmethod
@@ -97,7 +100,12 @@ class RewardScorer:
         model, tok = load_reward_model(name_or_path, dtype=cfg.dtype, device=cfg.device,
                                        attn_implementation=cfg.attn_implementation,
                                        trust_remote_code=cfg.trust_remote_code)
-        return cls(model, tok, cfg, name=str(name_or_path))
+        scorer = cls(model, tok, cfg, name=str(name_or_path))
+        from rmkit.evaluate.calibrate import read_temperature
+
+        folder = getattr(model.config, "_name_or_path", None)
+        scorer.temperature = read_temperature(folder if folder and os.path.isdir(folder) else None)
+        return scorer
 
     def _warn_pad_is_end(self) -> None:
         pad = self.model.config.pad_token_id

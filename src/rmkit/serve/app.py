@@ -74,7 +74,7 @@ def _add_rmkit_routes(app: FastAPI, state: ServerState) -> None:
         """Both replies' rewards and P(first ≻ second) = sigmoid(r1 − r2)."""
         r = await state.score(state.encode_conversations(_with_prompt(body.prompt, body.responses),
                                                          "response"))
-        return {"rewards": json_floats(r), "prob_first_better": prob_first_better(r[0], r[1])}
+        return {"rewards": json_floats(r), "prob_first_better": prob_first_better(r[0], r[1], getattr(state.scorer, "temperature", 1.0))}
 
     @app.post("/v1/rank", response_model=S.RankResponse)
     async def rank(body: S.RankRequest):

@@ -41,7 +41,7 @@ class CompareRequest(BaseModel):
 
 class CompareResponse(BaseModel):
     rewards: list[Optional[float]]
-    prob_first_better: Optional[float] = Field(description="P(first ≻ second) = sigmoid(r1 − r2).")
+    prob_first_better: Optional[float] = Field(description="P(first ≻ second) = sigmoid((r1 − r2) / T); T = 1 unless `rmkit calibrate --save` fitted one.")
 
 
 class RankRequest(BaseModel):

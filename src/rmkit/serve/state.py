@@ -118,11 +118,14 @@ def turns_to_messages(value, role: str) -> list[Message]:
     return to_conversation([m.model_dump() for m in value])
 
 
-def prob_first_better(r1: float, r2: float) -> float | None:
-    """P(first ≻ second) = sigmoid(r1 − r2), computed without overflow."""
+def prob_first_better(r1: float, r2: float, temperature: float = 1.0) -> float | None:
+    """P(first ≻ second) = sigmoid((r1 − r2) / T), computed without overflow (T from `rmkit calibrate`)."""
     d = r1 - r2
     if math.isnan(d):
         return None
+    if math.isinf(temperature):
+        return 0.5
+    d /= temperature
     return 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
 
 
