@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -179,7 +180,8 @@ def main(argv=None) -> dict:
         base = base or scorer_for(args.base, args)
         return base
 
-    rows["untrained"] = stage(cache, f"{args.base}_heldout_{args.max_length}",
+    base_tag = re.sub(r"[^\w.-]+", "_", args.base.strip("/"))
+    rows["untrained"] = stage(cache, f"{base_tag}_heldout_{args.max_length}",
                               lambda: heldout_eval(base_scorer(), held, args.n_boot))
     model = base_scorer() if args.model == args.base else scorer_for(args.model, args)
     rows["model"] = rows["untrained"] if args.model == args.base else stage(
@@ -187,7 +189,7 @@ def main(argv=None) -> dict:
     result = {"model": args.model, "verdict": verdict(rows["model"], rows["untrained"], rows["length"], args.n_boot),
               "heldout": {k: {x: y for x, y in v.items() if x not in ("correct", "rewards")} for k, v in rows.items()},
               "jane_apples": {"model": stage(out / "stages", "jane", lambda: jane(model)),
-                              "untrained": stage(cache, f"{args.base}_jane", lambda: jane(base_scorer()))}}
+                              "untrained": stage(cache, f"{base_tag}_jane", lambda: jane(base_scorer()))}}
     if rb:
         result["rewardbench"] = {
             "length": stage(cache, f"length_{rb_tag}", lambda: rewardbench_eval(length, rb, args.n_boot)),
@@ -233,6 +235,8 @@ def report(r: dict) -> None:
               f"; {secs}")
     for name, pw in r.get("pairwise", {}).items():
         for bench, res in pw.items():
+            if not isinstance(res, dict):
+                continue  # the stage's "seconds"
             print(f"{bench}, {name}: {100 * res['score']:.1f} ({res['n_items']} pairs)")
     print(f"passes_bar: {v['passes_bar']}")
 
