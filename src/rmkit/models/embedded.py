@@ -96,10 +96,15 @@ def prepare(name: str = "smollm2-135m", *, force: bool = False) -> Path:
     if (out / "model.safetensors").exists() and not force:
         return out
     log.warning("preparing %s: converting the GGUF to a safetensors checkpoint (once)", name)
+    return build_folder(out, _convert)
+
+
+def build_folder(out: Path, fill) -> Path:
+    """fill(tmp) in a fresh folder beside `out`, which then replaces `out` whole (never half-written)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _convert(tmp)
+        fill(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

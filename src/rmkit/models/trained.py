@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).parent / "trained"
@@ -134,17 +133,14 @@ def build(name: str, out: Path, *, force: bool = False) -> Path:
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict(state, strict=True, assign=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
         if (folder / CARD).exists():
             shutil.copyfile(folder / CARD, tmp / CARD)
         (tmp / "rmkit_source.json").write_text(json.dumps({"name": name, "sha256": manifest["sha256"]}))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    from rmkit.models.embedded import build_folder
+
+    return build_folder(out, fill)
