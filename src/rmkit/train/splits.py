@@ -20,11 +20,26 @@ from collections import Counter
 from pathlib import Path
 
 from rmkit.data import PreferencePair, load_pairs
-from rmkit.train.data import prompt_key
+from rmkit.train.data import has_text, prompt_key
 
 HH_SPLITS = {"harmless-base": 150, "helpful-base": 50, "helpful-online": 50, "helpful-rejection-sampled": 50}
 UF_HELDOUT = 300
 SEED = 2024
+
+
+HELDOUT_SHA256 = "0860da19121d724131d445c33f3b355f6de506de4c51fb8daa9be3a0574d69af"
+"""`fingerprint(held)` of the 600 held-out pairs on the shared data: a loader change that moved the split would
+change every held-out figure's meaning, so the tests pin it."""
+
+
+def fingerprint(pairs) -> str:
+    """sha256 over each pair's source, prompt and final replies, in order."""
+    import hashlib
+
+    def reply(p):
+        return hashlib.sha256((p.chosen[-1].content + "\x1e" + p.rejected[-1].content).encode()).hexdigest()
+
+    return hashlib.sha256("\n".join(f"{p.source}\t{prompt_key(p)}\t{reply(p)}" for p in pairs).encode()).hexdigest()
 
 
 def data_dir(root: str | os.PathLike | None = None) -> Path:
@@ -38,7 +53,9 @@ def _load(path: Path, source: str) -> list[PreferencePair]:
     pairs = load_pairs(path, errors="skip")
     for p in pairs:
         p.source = source
-    return [p for p in pairs if p.chosen != p.rejected]
+    # pairs with an empty reply are left out, as the loaders did when this split was fixed: the held-out
+    # 600 (and so every figure measured on them) stay the same pairs
+    return [p for p in pairs if p.chosen != p.rejected and has_text(p.chosen) and has_text(p.rejected)]
 
 
 def quality_split(root: str | os.PathLike | None = None, seed: int = SEED
