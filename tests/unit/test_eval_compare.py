@@ -69,3 +69,22 @@ def test_compare_reproduces_each_side_official_scores_on_rewardbench2():
     for s in a["sections"]:   # Ties included: every prompt has both a ref and a tied row
         assert rows[s]["a"] == pytest.approx(a["sections"][s])
         assert rows[s]["diff"] == pytest.approx(a["sections"][s] - b["sections"][s])
+
+
+def test_preference_log_loss_uses_each_sides_temperature():
+    import math
+
+    def res(margins, t):
+        items = [{"id": str(k), "subset": "alpacaeval-easy", "chosen_reward": m, "rejected_reward": 0.0,
+                  "correct": int(m > 0)} for k, m in enumerate(margins)]
+        return {"benchmark": "rewardbench", "model": "m", "items": items, "temperature": t}
+
+    a, b = res([2.0, -1.0, 4.0], 2.0), res([2.0, -1.0, 4.0], 1.0)
+    ll = compare_results(a, b, n_boot=100)["preference_log_loss"]
+    want = lambda t: sum(math.log1p(math.exp(-m / t)) for m in (2.0, -1.0, 4.0)) / 3  # noqa: E731
+    assert ll["a"] == pytest.approx(want(2.0)) and ll["b"] == pytest.approx(want(1.0)) and ll["n"] == 3
+    assert ll["diff"] == pytest.approx(want(2.0) - want(1.0))
+    none = compare_results(a, res([2.0, -1.0, 4.0], None), n_boot=100)["preference_log_loss"]
+    assert none["b"] == pytest.approx(math.log(2))  # T = inf (no signal): every probability 0.5
+    assert "preference_log_loss" not in compare_results(_results({"g": [1, 0]}, "A"), _results({"g": [0, 1]}, "B"),
+                                                        n_boot=50)

@@ -103,7 +103,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed, subsample=bool(subsample))
-    results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
+    _with_stats(results, sc)
     attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
     results["model"] = model or scorer   # the leaderboard's Model column
     finish(results, output, report, "RewardBench v1", skipped)
@@ -117,6 +117,7 @@ def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, de
 
 def _with_stats(results: dict, sc) -> dict:
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
+    results["temperature"] = getattr(sc, "temperature", 1.0)  # for rmkit compare's preference log-loss
     return results
 
 
@@ -290,6 +291,11 @@ def print_comparison(cmp: dict) -> None:
                       f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]", f"{r['p_bootstrap']:.3f}",
                       f"{r['sign_test']['p_value']:.3f}", r["verdict"])
     Console().print(table)
+    ll = cmp.get("preference_log_loss")
+    if ll:
+        console.print(f"preference log-loss (lower is better; T_A = {ll['temperature_a']}, T_B = {ll['temperature_b']}): "
+                      f"A {ll['a']:.4f}, B {ll['b']:.4f}, A − B {ll['diff']:+.4f} [{ll['low']:+.4f}, {ll['high']:+.4f}] "
+                      f"on {ll['n']} pairs")
 
 
 def register(app, eval_app) -> None:

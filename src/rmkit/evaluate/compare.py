@@ -9,7 +9,9 @@ For each group, section and the overall score: the difference A − B, a paired 
 interval (the same resampled items on both sides, within each group, combined with the benchmark's
 own weights) and its p-value, and an exact sign test on the items (McNemar's test when items are
 right/wrong). A difference is flagged "within noise" unless the interval excludes 0 and the sign
-test's p < 0.05. RewardBench 2 Ties is paired on per-prompt credits.
+test's p < 0.05. RewardBench 2 Ties is paired on per-prompt credits. On pair benchmarks it also compares the
+preference probabilities: the log-loss of P(chosen > rejected) = sigmoid((r_c - r_r) / T), each side with its
+own calibrated temperature (`rmkit calibrate`; T = 1 when none was fitted).
 No torch.
 """
 from __future__ import annotations
@@ -92,6 +94,42 @@ def compare_results(a: Mapping[str, Any], b: Mapping[str, Any], *, n_boot: int =
         sy = np.concatenate([groups[g][1] for g in members])
         rows.append(_row(s, sec_a[s], sec_b[s], np.asarray(sec_d[s]), sx, sy, level))
     group_rows = [_row(g, mean_a[g], mean_b[g], boots[g], x, y, level) for g, (x, y) in groups.items()]
-    return {"benchmark": a.get("benchmark"), "model_a": a.get("model"), "model_b": b.get("model"),
-            "n_common_items": n_common, "n_items_a": n_a, "level": level, "n_boot": n_boot,
-            "rows": rows, "groups": group_rows if set(groups) != set(sec_a) else []}
+    out = {"benchmark": a.get("benchmark"), "model_a": a.get("model"), "model_b": b.get("model"),
+           "n_common_items": n_common, "n_items_a": n_a, "level": level, "n_boot": n_boot,
+           "rows": rows, "groups": group_rows if set(groups) != set(sec_a) else []}
+    ll = preference_log_loss(a, b, n_boot=n_boot, seed=seed, level=level)
+    if ll is not None:
+        out["preference_log_loss"] = ll
+    return out
+
+
+def _pair_margins(results: Mapping[str, Any]) -> dict[tuple, float]:
+    """{item key: (chosen - rejected) / T} for pair benchmarks, T the results' calibration temperature."""
+    t = results.get("temperature", 1.0)
+    t = float("inf") if t is None else float(t)
+    out = {}
+    for it in results.get("items", []):
+        c, r = it.get("chosen_reward"), it.get("rejected_reward")
+        if c is None or r is None or it.get("correct") is None:
+            continue  # not a pair item, an unscored pair, or a tie-labelled pair
+        group = it.get("subset") or it.get("group") or it.get("source") or it.get("category")
+        out[(group, str(it.get("id")), it.get("row"))] = 0.0 if t == float("inf") else (c - r) / t
+    return out
+
+
+def preference_log_loss(a: Mapping[str, Any], b: Mapping[str, Any], *, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, Any] | None:
+    """Mean -log P(chosen > rejected) of A and B on their common pairs, P = sigmoid((r_c - r_r) / T) with each
+    results' own temperature (`rmkit calibrate --save`; 1 when none), and a paired bootstrap interval of
+    A - B (lower is better). None when the results hold no pair items."""
+    ma, mb = _pair_margins(a), _pair_margins(b)
+    keys = sorted(set(ma) & set(mb), key=str)
+    if not keys:
+        return None
+    la = np.logaddexp(0.0, -np.array([ma[k] for k in keys]))
+    lb = np.logaddexp(0.0, -np.array([mb[k] for k in keys]))
+    idx = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
+    lo, hi = percentile_interval(la[idx].mean(axis=1) - lb[idx].mean(axis=1), level)
+    return {"a": float(la.mean()), "b": float(lb.mean()), "diff": float(la.mean() - lb.mean()),
+            "low": lo, "high": hi, "n": len(keys), "temperature_a": a.get("temperature", 1.0),
+            "temperature_b": b.get("temperature", 1.0)}
