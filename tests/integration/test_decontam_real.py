@@ -72,7 +72,7 @@ def test_mix_against_rewardbench(mix, tmp_path, monkeypatch, shared_data):
     report, removed = _run(path, tmp_path, monkeypatch, shared_data)
     assert report.benchmark_docs == 2985
     assert {s: r["removed"] for s, r in report.per_source().items()} == EXPECTED_REMOVED
-    assert report.kept + report.removed == len(pairs) == 6526  # HH-RLHF rows with an empty last reply included
+    assert report.kept + report.removed == len(pairs) == 6528  # HH-RLHF and UltraFeedback rows with an empty reply included
     flagged = {r["id"] for r in removed}
     for p in pairs:  # LLMBar = RewardBench verbatim: flagged exactly when a 13-gram exists
         if p.source.startswith("LLMBar"):
@@ -91,7 +91,7 @@ def test_mix_against_rewardbench(mix, tmp_path, monkeypatch, shared_data):
     hh = [r for r in removed if r["source"] == "hh-rlhf"]
     assert all(m["subset"].startswith("alpacaeval") for r in hh for m in r["matched"])
     kept = sum(1 for _ in open(tmp_path / "clean.jsonl", encoding="utf-8"))
-    assert kept == report.kept == 6526 - sum(EXPECTED_REMOVED.values())
+    assert kept == report.kept == 6528 - sum(EXPECTED_REMOVED.values())
 
 
 def test_words_tokens_drop_the_punctuation_only_matches(mix, tmp_path, monkeypatch, shared_data):
