@@ -79,8 +79,8 @@ def heldout_eval(scorer, held, n_boot: int) -> dict:
     res["rewards"] = [list(r) for r in rewards]
     fam: dict[str, list[int]] = {}
     for p, ok in zip(held, res["correct"]):
-        if hh_family(p.source):
-            fam.setdefault(hh_family(p.source), []).append(ok)
+        if (family := hh_family(p.source)) is not None:
+            fam.setdefault(family, []).append(ok)
     res["by_family"] = {k: {"accuracy": sum(v) / len(v), "ci95": list(bootstrap_ci(v, n_boot=n_boot)),
                             "n": len(v)} for k, v in sorted(fam.items())}
     return res

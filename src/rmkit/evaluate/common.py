@@ -106,17 +106,26 @@ def read_benchmark(data, local_names: Sequence[str], hub_id: str, split: str, pa
     """Parse every row of a benchmark from `data`, or the local copy under RMKIT_DATA_DIR, else the hub.
     errors="skip": a row that does not parse is counted in `skipped` ("field: reason") and left out."""
     from rmkit.data.io import is_local, read_rows
-    from rmkit.data.schema import DataError
 
     source = str(data or local_or_hub(local_names, hub_id))
     file = source if is_local(source) else f"hub:{source}"
     split = None if is_local(source) or ":" in source else split
+    return parse_each(read_rows(source, split=split), lambda i, row: parse_row(row, file=file, index=i), file,
+                      errors, skipped)
+
+
+def parse_each(rows, parse: Callable, file: str, errors: str = "raise", skipped: Counter | None = None) -> list:
+    """[parse(index, row) for each (index, row)] under the --errors policy: "raise" lets a DataError out,
+    "skip" counts it in `skipped` ("field: reason") and goes on. No rows, or none readable, is an error
+    naming `file`."""
+    from rmkit.data.schema import DataError
+
     check_errors(errors)
     items, seen = [], 0
-    for i, row in read_rows(source, split=split):
+    for i, row in rows:
         seen += 1
         try:
-            items.append(parse_row(row, file=file, index=i))
+            items.append(parse(i, row))
         except DataError as e:
             if errors == "raise":
                 raise

@@ -30,7 +30,7 @@ import numpy as np
 from rmkit.data.io import SUFFIXES, is_local, read_rows
 from rmkit.data.schema import DataError, Message, PreferencePair
 from rmkit.evaluate.common import (add_to_view, build_results, finite, float_pair_rewards, new_view,
-                                   reply_length, scorer_name)
+                                   parse_each, reply_length, scorer_name)
 from rmkit.evaluate.metrics import bootstrap_ci
 
 PROMPT_KEYS = ("prompt", "question", "instruction", "input", "query")
@@ -169,20 +169,13 @@ def _load_one(source: str, file: str, group: str, seed: int, shuffle: bool | Non
     if shuffle is None:
         shuffle = isinstance(rows[0][1], Mapping) and "response1" in rows[0][1] and \
             len({str(r.get("label")) for _, r in rows if isinstance(r, Mapping)}) == 1
-    out = []
-    for i, r in rows:
-        try:
-            if not isinstance(r, Mapping):
-                raise DataError("a row must be a JSON object", file=file, row=i)
-            out.append(parse_row(r, file=file, index=i, group=group, shuffle_seed=seed if shuffle else None))
-        except DataError as e:
-            if errors == "raise":
-                raise
-            if skipped is not None:
-                skipped[e.skip_key] += 1
-    if not out:
-        raise DataError(f"none of its {len(rows)} rows could be read", file=file)
-    return out
+
+    def parse(i, r):
+        if not isinstance(r, Mapping):
+            raise DataError("a row must be a JSON object", file=file, row=i)
+        return parse_row(r, file=file, index=i, group=group, shuffle_seed=seed if shuffle else None)
+
+    return parse_each(rows, parse, file, errors, skipped)
 
 
 # ---- evaluation ----

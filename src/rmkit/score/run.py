@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from rmkit.data.io import read_complete_jsonl, read_rows
 from rmkit.data.schema import DataError, to_conversation
 from rmkit.data.sources import iter_pairs
+from rmkit.evaluate.common import check_errors
 
 CONV_KEYS = ("messages", "conversation")
 
@@ -95,8 +96,7 @@ def score_file(source: str | os.PathLike, output: str | os.PathLike, scorer, *, 
     if [r.get("row") for r in done] != list(range(len(done))):
         raise DataError("existing output is not a prefix written by `rmkit score`; "
                         "remove it or choose another path", file=str(output))
-    if errors not in ("raise", "skip"):
-        raise ValueError(f"errors must be raise or skip, got {errors!r}")
+    check_errors(errors)
     skipped: Counter = Counter()
     items = iter_items(str(source), format=format, errors=errors, skipped=skipped)
     for _ in range(len(done)):
