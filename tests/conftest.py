@@ -48,3 +48,26 @@ def tiny_gemma2(tmp_path_factory) -> Path:
 def tiny_qwen3(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"), "qwen3",
                            tok=build_tokenizer("chatml", add_bos=False))
+
+
+def needs(module: str, extra: str):
+    """Import an optional extra's module for a test; missing, the test skips naming the extra, or fails
+    when RMKIT_REQUIRE_DATA=1 (CI: `make test` installs every extra, so nothing may skip there)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        msg = f"{module} is not installed (pip install 'rmkit[{extra}]'): {e}"
+        if os.environ.get("RMKIT_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# vLLM's CPU attention takes head sizes 32, 64, 80, ... (not the 16 of the tiny models above)
+VLLM_TINY = dict(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_vllm(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama-vllm"), "llama", template="llama3", **VLLM_TINY)

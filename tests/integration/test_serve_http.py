@@ -124,7 +124,7 @@ def test_concurrent_clients_are_batched_and_match_offline(scorer):
     assert [a.status_code for a in answers] == [200] * len(CONVS)
     got = [a.json()["rewards"][0] for a in answers]
     assert got == pytest.approx(scorer.score(CONVS), abs=1e-5)
-    calls, singles = metric(text, "rmkit_batch_size_count"), metric(text, 'rmkit_batch_size_bucket{le="1"}')
+    calls, singles = metric(text, "rmkit_batch_size_count"), metric(text, 'rmkit_batch_size_bucket{le="1.0"}')
     assert calls in (1, 2) and singles < calls  # the held call, then everything waiting in one call
     assert metric(text, "rmkit_conversations_scored_total") == len(CONVS)
     assert metric(text, 'rmkit_requests_total{endpoint="/v1/rewards",status="200"}') == len(CONVS)

@@ -21,9 +21,21 @@ CONVS = [[U, A], [{"role": "system", "content": "You are a helpful assistant."},
          [U, {"role": "assistant", "content": "The quick brown fox."}, U, A], [U]]
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_llama):
-    return RewardScorer.from_pretrained(str(tiny_llama), device="cpu", dtype="float32", batch_tokens=64)
+@pytest.fixture(scope="module", params=["hf", "vllm"])
+def scorer(request):
+    """Every endpoint test runs on both backends: rmkit's micro-batcher over the hf scorer, and vLLM's
+    AsyncLLM (engine="async", as `rmkit serve --backend vllm` builds it)."""
+    if request.param == "hf":
+        yield RewardScorer.from_pretrained(str(request.getfixturevalue("tiny_llama")), device="cpu",
+                                           dtype="float32", batch_tokens=64)
+        return
+    from conftest import needs
+
+    needs("vllm", "vllm")
+    sc = RewardScorer.from_pretrained(str(request.getfixturevalue("tiny_llama_vllm")), backend="vllm",
+                                      engine="async", dtype="float32", gpu_memory_utilization=0.05)
+    yield sc
+    sc.close()
 
 
 def client(scorer, **cfg) -> TestClient:
@@ -97,14 +109,22 @@ def test_metrics_prometheus_text(scorer):
         c.post("/v1/rewards", json={"conversations": "nope"})
         c.get("/no/such/path")
         r = c.get("/metrics")
-    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    lines = r.text.splitlines()
-    assert 'rmkit_requests_total{endpoint="/v1/rewards",status="200"} 1' in lines
-    assert 'rmkit_requests_total{endpoint="/v1/rewards",status="422"} 1' in lines
-    assert 'rmkit_requests_total{endpoint="other",status="404"} 1' in lines
-    assert "rmkit_batch_size_sum 2" in lines and "rmkit_conversations_scored_total 2" in lines
-    assert "rmkit_request_latency_seconds_count 2" in lines and "rmkit_queue_depth 0" in lines
-    assert "# TYPE rmkit_batch_size histogram" in lines
+    assert r.headers["content-type"].startswith("text/plain; version=")
+    got = samples(r.text)
+    assert got["rmkit_requests_total", (("endpoint", "/v1/rewards"), ("status", "200"))] == 1
+    assert got["rmkit_requests_total", (("endpoint", "/v1/rewards"), ("status", "422"))] == 1
+    assert got["rmkit_requests_total", (("endpoint", "other"), ("status", "404"))] == 1
+    assert got["rmkit_batch_size_sum", ()] == 2 and got["rmkit_conversations_scored_total", ()] == 2
+    assert got["rmkit_request_latency_seconds_count", ()] == 2 and got["rmkit_queue_depth", ()] == 0
+    assert "# TYPE rmkit_batch_size histogram" in r.text.splitlines()
+
+
+def samples(text: str) -> dict:
+    """{(sample name, sorted label items): value} of a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
 BAD_BODIES = [

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("fastapi")
 from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown  # noqa: E402
 from rmkit.serve.config import ServeConfig  # noqa: E402
-from rmkit.serve.metrics import Counter, Histogram, ServerMetrics  # noqa: E402
+from rmkit.serve.metrics import ServerMetrics  # noqa: E402
 from rmkit.serve.state import prob_first_better, rank_order  # noqa: E402
 
 
@@ -219,22 +219,23 @@ def test_prob_first_better_and_rank_order():
 
 
 def test_metrics_text_format():
-    m = ServerMetrics()
-    m.requests.inc(endpoint="/v1/rewards", status="200")
-    m.requests.inc(endpoint="/v1/rewards", status="200")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    m, other = ServerMetrics(), ServerMetrics()
+    m.request(endpoint="/v1/rewards", status="200")
+    m.request(endpoint="/v1/rewards", status="200")
+    m.request(endpoint='a"b\\c\n', status="500")
     m.batch_size.observe(3)
     m.bind_queue(lambda: 7, lambda: 2)
-    lines = m.render().splitlines()
-    assert 'rmkit_requests_total{endpoint="/v1/rewards",status="200"} 2' in lines
-    assert 'rmkit_batch_size_bucket{le="2"} 0' in lines and 'rmkit_batch_size_bucket{le="4"} 1' in lines
-    assert 'rmkit_batch_size_bucket{le="+Inf"} 1' in lines and "rmkit_batch_size_sum 3" in lines
-    assert "rmkit_queue_depth 7" in lines and "rmkit_batch_in_flight 2" in lines
-    c = Counter("x_total", "x")
-    c.inc(path='a"b\\c\n')
-    assert c.render()[-1] == 'x_total{path="a\\"b\\\\c\\n"} 1'
-    h = Histogram("h", "h", (0.1, 1.0))
-    h.observe(0.05)
-    assert h.render()[2:4] == ['h_bucket{le="0.1"} 1', 'h_bucket{le="1"} 1']
+    text = m.render()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert got["rmkit_requests_total", (("endpoint", "/v1/rewards"), ("status", "200"))] == 2
+    assert got["rmkit_requests_total", (("endpoint", 'a"b\\c\n'), ("status", "500"))] == 1  # escaped, read back
+    assert got["rmkit_batch_size_bucket", (("le", "2.0"),)] == 0 and got["rmkit_batch_size_bucket", (("le", "4.0"),)] == 1
+    assert got["rmkit_batch_size_bucket", (("le", "+Inf"),)] == 1 and got["rmkit_batch_size_sum", ()] == 3
+    assert got["rmkit_queue_depth", ()] == 7 and got["rmkit_batch_in_flight", ()] == 2
+    assert "rmkit_requests_total{" not in other.render()  # each server its own registry
 
 
 @pytest.mark.parametrize("bad", [dict(max_queue=0), dict(max_conversations=10, max_queue=5),

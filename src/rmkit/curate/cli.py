@@ -10,14 +10,17 @@ import typer
 
 
 def curate_cmd(config: str = typer.Option(..., "--config", "-c", help="recipe YAML"),
-               overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides")):
+               overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+               backend: Optional[str] = typer.Option(None, "--backend", help="the RM-consistency filter's scorer: "
+                                                     "hf | vllm (= rm_filter.options.backend=...)")):
     """Build a curated preference mixture from a YAML recipe (Skywork-Reward style)."""
     from rmkit.curate import curate, load_config
     from rmkit.curate.report import to_markdown
     from rmkit.data.schema import DataError
 
     try:
-        cfg = load_config(config, list(overrides or []))
+        extra = [f"rm_filter.options.backend={backend}"] if backend else []
+        cfg = load_config(config, list(overrides or []) + extra)
         result = curate(cfg)
     except (DataError, ValueError, FileNotFoundError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -62,7 +62,8 @@ class RMFilterSpec:
     """Sources whose pairs must satisfy reward(chosen) - reward(rejected) > margin."""
     margin: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
-    """RewardScorer.from_pretrained options (dtype, max_length, truncation, batch_tokens, ...)."""
+    """RewardScorer.from_pretrained options (dtype, max_length, truncation, batch_tokens, ...; backend: vllm
+    scores with vLLM's engine, as `rmkit curate --backend vllm` sets)."""
 
 
 @dataclass

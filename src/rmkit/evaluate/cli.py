@@ -32,6 +32,8 @@ MaxLenOpt = typer.Option(None, "--max-length", help="longest sequence in tokens"
 TruncOpt = typer.Option("error", "--truncation", help="over-long input: error | skip | truncate")
 SeedOpt = typer.Option(0, "--seed")
 DeviceOpt = typer.Option("auto", "--device")
+BackendOpt = typer.Option("hf", "--backend", help="hf (transformers) | vllm (vLLM's engine; the same ids and raw "
+                                                   "logits; pip install 'rmkit[vllm]')")
 ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + HTML report")
 NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
 AttnOpt = typer.Option(None, "--attn-implementation")
@@ -40,10 +42,10 @@ ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a nam
 
 
 def scorer_from_cli(model, baseline, *, seed, dtype, batch_tokens, max_length, truncation, device,
-                    attn_implementation=None):
+                    attn_implementation=None, backend="hf"):
     from rmkit.score.factory import build_scorer
 
-    return build_scorer(model, baseline, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
+    return build_scorer(model, baseline, seed=seed, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
                         max_length=max_length, truncation=truncation, device=device,
                         attn_implementation=attn_implementation, show_progress=True)
 
@@ -90,7 +92,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                    device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                    device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
                     n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
@@ -98,7 +100,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
 
     sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                          max_length=max_length, truncation=truncation, device=device,
-                         attn_implementation=attn_implementation)
+                         attn_implementation=attn_implementation, backend=backend)
     skipped = Counter()
     pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
@@ -109,10 +111,10 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     finish(results, output, report, "RewardBench v1", skipped)
 
 
-def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn):
+def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn, backend="hf"):
     return scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                            max_length=max_length, truncation=truncation, device=device,
-                           attn_implementation=attn)
+                           attn_implementation=attn, backend=backend)
 
 
 def _with_stats(results: dict, sc) -> dict:
@@ -127,13 +129,13 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
                      output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                      dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                      max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                     device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                     device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
                      n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation)
+                 attn_implementation, backend)
     skipped = Counter()
     items = load_rewardbench2(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     n = sum(len(it.completions) for it in items)
@@ -151,13 +153,13 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
                 n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation)
+                 attn_implementation, backend)
     skipped = Counter()
     items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain, errors=errors, skipped=skipped)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
@@ -171,7 +173,7 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
                    data: Optional[str] = DataOpt, output: Path = OutputOpt,
                    report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
-                   truncation: str = TruncOpt, device: str = DeviceOpt,
+                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt,
                    attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
                    errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
@@ -180,7 +182,7 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation)
+                 attn_implementation, backend)
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
@@ -196,13 +198,13 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
                      "where the label is constant, e.g. EvalBiasBench)"),
                  dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                 device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                 device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
                  n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation)
+                 attn_implementation, backend)
     skipped = Counter()
     pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle, errors=errors, skipped=skipped)
     ties = sum(p.meta["tie"] for p in pairs)
@@ -221,7 +223,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
                                                                   "model: rmkit serve then uses T"),
                   seed: int = SeedOpt, dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                   max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                  device: str = DeviceOpt, attn_implementation: Optional[str] = AttnOpt,
+                  device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
                   errors: str = ErrorsOpt):
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
@@ -230,7 +232,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
 
     check_errors(errors)
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation)
+                 attn_implementation, backend)
     skipped = Counter()
     pairs = load_pairs(data, errors=errors, skipped=skipped)
     if not pairs:

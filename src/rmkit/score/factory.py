@@ -6,9 +6,13 @@ from typing import Any
 from rmkit.score.baselines import BASELINES
 
 
+BACKENDS = ("hf", "vllm")
+
+
 def build_scorer(model: str | None = None, baseline: str | None = None, *, seed: int = 0,
-                 **options: Any):
-    """`model` → RewardScorer.from_pretrained(model, **options); `baseline` → length | random."""
+                 backend: str = "hf", **options: Any):
+    """`model` → RewardScorer.from_pretrained(model, backend=backend, **options); `baseline` → length |
+    random (no model, so no backend)."""
     if (model is None) == (baseline is None):
         raise ValueError("give exactly one of a model (--model) or a baseline scorer (--scorer length|random)")
     if baseline is not None:
@@ -17,4 +21,5 @@ def build_scorer(model: str | None = None, baseline: str | None = None, *, seed:
         return BASELINES[baseline](seed=seed) if baseline == "random" else BASELINES[baseline]()
     from rmkit.score.scorer import RewardScorer
 
-    return RewardScorer.from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
+    return RewardScorer.from_pretrained(model, backend=backend,
+                                        **{k: v for k, v in options.items() if v is not None})

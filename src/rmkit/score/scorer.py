@@ -4,6 +4,7 @@
     scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", dtype="bfloat16")
     scorer.score([[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]])
     scorer.score_pairs(pairs)                        # [(chosen, rejected), ...]
+    RewardScorer.from_pretrained(M, backend="vllm")  # the same ids and raw logits, from vLLM's engine
 
 Conversations are rendered with the chat template straight to ids (no double BOS), sorted by length
 into token-budget batches, run through the backbone, pooled at the last real token found from the
@@ -73,8 +74,87 @@ class ScorerConfig:
             raise ValueError("batch_tokens and max_batch_size must be positive")
 
 
-class RewardScorer:
-    """Scores conversations with a sequence-classification reward model (num_labels=1)."""
+class ConversationScorer:
+    """What every backend shares: conversations rendered to ids with the chat template (no double BOS),
+    the over-long policy, pairs cut together, and the public API. A backend (`RewardScorer` here, the vLLM
+    scorer in `rmkit.score.vllm_scorer`) sets `tokenizer`, `config` (with `truncation`), `max_length`,
+    `name`, `stats`, `temperature` and implements `score_ids`, so every backend scores the same ids."""
+
+    tokenizer: Any
+    max_length: int | None
+    stats: Counter
+    name: str
+    temperature: float = 1.0
+
+    def score_ids(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]] | None = None
+                  ) -> list[float]:
+        raise NotImplementedError
+
+    # ---- ids -------------------------------------------------------------------------------------
+    def _fit(self, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
+        """Apply the over-long policy. Returns ids that fit, or None for a skipped input."""
+        limit = self.max_length
+        if limit is None or (len(ids) <= limit and not cut):
+            return ids
+        policy = self.config.truncation
+        if policy == "error":
+            raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
+                               "use truncation='skip' or 'truncate'")
+        if policy == "truncate" and conv is not None:
+            fitted = cut_prompt(self.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
+            if fitted is not None:
+                self.stats["truncated"] += 1
+                return fitted
+        self.stats["skipped"] += 1
+        return None
+
+    def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
+        return self._encode_convs([to_conversation(c) for c in conversations])
+
+    def _encode_convs(self, convs: Sequence[Conversation]) -> list[list[int] | None]:
+        return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
+
+    # ---- public API ------------------------------------------------------------------------------
+    def score(self, conversations: Sequence[Any]) -> list[float]:
+        """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
+        same context (every message before the last) share its forward where the scorer shares."""
+        convs = [to_conversation(c) for c in conversations]
+        return self.score_ids(self._encode_convs(convs), groups=context_groups(convs))
+
+    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
+        """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
+        return [self._fit(render_text_ids(self.tokenizer, t), None) for t in texts]
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
+        return self.score_ids(self.encode_texts(texts))
+
+    def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
+        """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
+        seqs: list[list[int] | None] = []
+        for p in pairs:
+            seqs.extend(self._encode_pair(p))
+        r = self.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
+        return list(zip(r[0::2], r[1::2]))
+
+    def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
+        convs = (pair.chosen_conversation, pair.rejected_conversation)
+        ids = [render_ids(self.tokenizer, c) for c in convs]
+        limit = self.max_length
+        if limit is None or max(map(len, ids)) <= limit or self.config.truncation != "truncate":
+            fitted = [self._fit(x, c) for x, c in zip(ids, convs)]
+        else:  # cut the shared prompt by the same amount on both sides
+            cut = max(len(x) - limit for x in ids)
+            fitted = [self._fit(x, c, cut=cut) for x, c in zip(ids, convs)]
+        if fitted[0] is None or fitted[1] is None:
+            return None, None
+        return fitted[0], fitted[1]
+
+
+class RewardScorer(ConversationScorer):
+    """Scores conversations with a sequence-classification reward model (num_labels=1) in transformers."""
+
+    backend = "hf"
 
     def __init__(self, model, tokenizer, config: ScorerConfig | None = None, name: str = "model"):
         self.model, self.tokenizer = model, tokenizer
@@ -89,7 +169,15 @@ class RewardScorer:
         self._warn_pad_is_end()
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **options) -> "RewardScorer":
+    def from_pretrained(cls, name_or_path, *, backend: str = "hf", **options) -> "ConversationScorer":
+        """A scorer for a checkpoint path, hub id or embedded name. backend="hf" (transformers, this
+        class) or "vllm" (`VLLMScorer`: vLLM's engine, the same ids and raw logits)."""
+        if backend == "vllm":
+            from rmkit.score.vllm_scorer import VLLMScorer
+
+            return VLLMScorer.from_pretrained(name_or_path, **options)
+        if backend != "hf":
+            raise ValueError(f"backend must be 'hf' or 'vllm', got {backend!r}")
         from rmkit.models.load import load_reward_model
 
         known = {f.name for f in fields(ScorerConfig)}
@@ -119,30 +207,6 @@ class RewardScorer:
             log.warning("%s: the pad token (id %s) is the token that ends every rendered conversation. "
                         "rmkit pools at the true last token; a model trained under transformers' pad-id "
                         "rule read one token earlier: use pooling='hf' to reproduce it.", self.name, pad)
-
-    # ---- ids -------------------------------------------------------------------------------------
-    def _fit(self, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
-        """Apply the over-long policy. Returns ids that fit, or None for a skipped input."""
-        limit = self.max_length
-        if limit is None or (len(ids) <= limit and not cut):
-            return ids
-        policy = self.config.truncation
-        if policy == "error":
-            raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
-                               "use truncation='skip' or 'truncate'")
-        if policy == "truncate" and conv is not None:
-            fitted = cut_prompt(self.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
-            if fitted is not None:
-                self.stats["truncated"] += 1
-                return fitted
-        self.stats["skipped"] += 1
-        return None
-
-    def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
-        return self._encode_convs([to_conversation(c) for c in conversations])
-
-    def _encode_convs(self, convs: Sequence[Conversation]) -> list[list[int] | None]:
-        return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
 
     @property
     def shares(self) -> bool:
@@ -211,43 +275,6 @@ class RewardScorer:
         out = self.model.base_model(input_ids=batch["input_ids"].to(self.device), attention_mask=masks,
                                     position_ids=batch["position_ids"].to(self.device), use_cache=False)
         return self.head.apply(out.last_hidden_state[batch["rows"], batch["cols"]]).cpu().tolist()
-
-    # ---- public API ------------------------------------------------------------------------------
-    def score(self, conversations: Sequence[Any]) -> list[float]:
-        """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
-        same context (every message before the last) share its forward where the scorer shares."""
-        convs = [to_conversation(c) for c in conversations]
-        return self.score_ids(self._encode_convs(convs), groups=context_groups(convs))
-
-    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
-        """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
-        return [self._fit(render_text_ids(self.tokenizer, t), None) for t in texts]
-
-    def score_texts(self, texts: Sequence[str]) -> list[float]:
-        """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
-        return self.score_ids(self.encode_texts(texts))
-
-    def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
-        """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
-        seqs: list[list[int] | None] = []
-        for p in pairs:
-            seqs.extend(self._encode_pair(p))
-        r = self.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
-        return list(zip(r[0::2], r[1::2]))
-
-    def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
-        convs = (pair.chosen_conversation, pair.rejected_conversation)
-        ids = [render_ids(self.tokenizer, c) for c in convs]
-        limit = self.max_length
-        if limit is None or max(map(len, ids)) <= limit or self.config.truncation != "truncate":
-            fitted = [self._fit(x, c) for x, c in zip(ids, convs)]
-        else:  # cut the shared prompt by the same amount on both sides
-            cut = max(len(x) - limit for x in ids)
-            fitted = [self._fit(x, c, cut=cut) for x, c in zip(ids, convs)]
-        if fitted[0] is None or fitted[1] is None:
-            return None, None
-        return fitted[0], fitted[1]
-
 
 def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:
     """Indices of conversations with the same context (all messages but the last), in first-seen order."""

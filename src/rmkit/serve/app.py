@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rmkit.data.schema import DataError
-from rmkit.score.scorer import RewardScorer
+from rmkit.score.scorer import ConversationScorer
 from rmkit.serve import schemas as S
 from rmkit.serve.config import ServeConfig
 from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics, ShedLoad
@@ -32,7 +32,7 @@ from rmkit.serve.metrics import CONTENT_TYPE
 from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
 
 
-def create_app(scorer: RewardScorer, config: ServeConfig | None = None) -> FastAPI:
+def create_app(scorer: ConversationScorer, config: ServeConfig | None = None) -> FastAPI:
     """The app; run it under uvicorn (or `with TestClient(app)`, so the lifespan starts the batcher)."""
     config = config or ServeConfig()
     state = ServerState(scorer, config)
@@ -105,9 +105,9 @@ def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
         ids = state.encode_texts(texts)
         r = json_floats(await state.score(ids))
         tokens = sum(len(x) for x in ids if x is not None)
-        label = (getattr(state.scorer.model.config, "id2label", None) or {}).get(0, "LABEL_0")
         return {"id": f"classify-{uuid.uuid4().hex}", "created": int(time.time()), "model": state.model_name,
-                "data": [{"index": i, "label": label, "probs": [x], "num_classes": 1} for i, x in enumerate(r)],
+                "data": [{"index": i, "label": state.label, "probs": [x], "num_classes": 1}
+                         for i, x in enumerate(r)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
 
     for path in ("/classify", "/v1/classify"):
@@ -129,7 +129,7 @@ def _add_ops_routes(app: FastAPI, state: ServerState) -> None:
         return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def serve(scorer: RewardScorer, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
+def serve(scorer: ConversationScorer, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
     """Run the server under uvicorn until SIGINT / SIGTERM; in-flight requests finish first."""
     import uvicorn
 

@@ -204,3 +204,60 @@ class MicroBatcher:
             self.queued -= len(job.seqs)
             if not job.future.done():
                 job.future.set_exception(error)
+
+
+class EngineQueue:
+    """The MicroBatcher's interface over an engine that batches by itself (`--backend vllm`).
+
+        queue = EngineQueue(scorer.ascore_ids, max_queue=1024)
+        rewards = await queue.submit([[1, 2, 3], [1, 4]])
+
+    Every request goes to the engine at once (vLLM's scheduler forms the forwards from all concurrent
+    requests: continuous batching), so nothing waits here: `queued` counts the conversations submitted
+    and not yet answered, bounded by `max_queue` exactly as the micro-batcher's queue is; `in_flight` is
+    the same number (the engine holds them all). `close` refuses new work and waits for what is running."""
+
+    def __init__(self, score_async: Callable, *, max_queue: int, on_batch: Callable[[int], None] | None = None):
+        self.score_async, self.max_queue = score_async, max_queue
+        self.on_batch = on_batch or (lambda n: None)
+        self.queued = self.in_flight = 0
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self, timeout: float | None = None) -> None:
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def full(self, n: int = 1) -> bool:
+        return self.queued + n > self.max_queue
+
+    async def submit(self, seqs: list[list[int]]) -> list[float]:
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if not seqs:
+            return []
+        if self.full(len(seqs)):
+            raise QueueFull(f"{self.queued} conversations queued; max_queue={self.max_queue}")
+        self.queued += len(seqs)
+        self.in_flight += len(seqs)
+        self._idle.clear()
+        try:
+            rewards = await self.score_async(seqs)
+        finally:
+            self.queued -= len(seqs)
+            self.in_flight -= len(seqs)
+            if not self.queued:
+                self._idle.set()
+        self.on_batch(len(seqs))
+        return rewards

@@ -1,11 +1,13 @@
 """`rmkit serve --model M`: the HTTP reward server (FastAPI + uvicorn, dynamic batching).
 
     rmkit serve --model smollm2-135m                                   # http://127.0.0.1:8000/docs
+    rmkit serve --model Skywork/Skywork-Reward-V2-Llama-3.1-8B --backend vllm --dtype bfloat16
     RMKIT_API_KEY=secret rmkit serve --model PATH --host 0.0.0.0 --port 8000 --max-queue 2048
 
 Binds 127.0.0.1 unless --host says otherwise. The API key is read from the environment variable named
 by --api-key-env (default RMKIT_API_KEY, used when set); naming a variable that is unset is an error.
-The CLI only adapts options to `ScorerConfig`, `ServeConfig` and `rmkit.serve.app.serve`.
+The CLI only adapts options to `ScorerConfig` / `VLLMConfig`, `ServeConfig` and `rmkit.serve.app.serve`.
+Under --backend vllm, vLLM's engine batches concurrent requests; batching flags map to its options.
 """
 from __future__ import annotations
 
@@ -31,6 +33,12 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
               port: int = typer.Option(8000, "--port"),
               api_key_env: Optional[str] = typer.Option(None, "--api-key-env",
                                                         help="env var holding the API key [RMKIT_API_KEY]"),
+              backend: str = typer.Option("hf", "--backend", help="hf (rmkit's micro-batcher) | vllm (vLLM's "
+                                                                  "engine batches; pip install 'rmkit[vllm]')"),
+              tensor_parallel_size: Optional[int] = typer.Option(None, "--tensor-parallel-size",
+                                                                 help="vllm: GPUs per model"),
+              gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
+                                                                     help="vllm: device memory fraction"),
               dtype: str = typer.Option("auto", "--dtype", help="float32 | bfloat16 | float16 | auto"),
               device: str = typer.Option("auto", "--device"),
               max_length: Optional[int] = typer.Option(None, "--max-length",
@@ -60,10 +68,20 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
     if host not in LOOPBACK and key is None:
         Console(stderr=True).print(f"[yellow]warning: binding {host} with no API key: anyone who can reach "
                                    "this port can use the model (set RMKIT_API_KEY)[/yellow]")
-    scorer = RewardScorer.from_pretrained(model, dtype=dtype, device=device, max_length=max_length,
-                                          truncation=truncation, pooling=pooling, batch_tokens=batch_tokens,
-                                          max_batch_size=max_batch_size)
-    serve(scorer, cfg, log_level=log_level)
+    opts = dict(dtype=dtype, device=device, max_length=max_length, truncation=truncation, pooling=pooling,
+                batch_tokens=batch_tokens, max_batch_size=max_batch_size)
+    if backend == "vllm":
+        opts.update(engine="async", tensor_parallel_size=tensor_parallel_size or 1,
+                    gpu_memory_utilization=gpu_memory_utilization)
+    elif tensor_parallel_size is not None or gpu_memory_utilization is not None:
+        raise typer.BadParameter("--tensor-parallel-size and --gpu-memory-utilization are vLLM options: "
+                                 "add --backend vllm")
+    scorer = RewardScorer.from_pretrained(model, backend=backend, **opts)
+    try:
+        serve(scorer, cfg, log_level=log_level)
+    finally:
+        if hasattr(scorer, "close"):
+            scorer.close()
 
 
 def register(app, eval_app) -> None:

@@ -112,6 +112,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            self.metrics.requests.inc(endpoint=path, status=str(status))
+            self.metrics.request(endpoint=path, status=str(status))
             if path in SCORING_PATHS:
                 self.metrics.latency.observe(time.perf_counter() - start)

@@ -17,8 +17,8 @@ from fastapi import HTTPException
 from jinja2.exceptions import TemplateError
 
 from rmkit.data.schema import Message, to_conversation
-from rmkit.score.scorer import RewardScorer, TooLongError
-from rmkit.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
+from rmkit.score.scorer import ConversationScorer, TooLongError
+from rmkit.serve.batcher import EngineQueue, MicroBatcher, QueueFull, ShuttingDown
 from rmkit.serve.config import ServeConfig
 from rmkit.serve.metrics import ServerMetrics
 
@@ -26,17 +26,21 @@ from rmkit.serve.metrics import ServerMetrics
 class ServerState:
     """What the handlers share: the scorer, the limits, the batcher and the metrics."""
 
-    def __init__(self, scorer: RewardScorer, config: ServeConfig):
+    def __init__(self, scorer: ConversationScorer, config: ServeConfig):
         self.scorer, self.config = scorer, config
         self.model_name = config.model_name or getattr(scorer, "name", "model")
         self.max_tokens = config.max_tokens or scorer.max_length
         self.metrics = ServerMetrics()
         sc = scorer.config
-        self.batcher = MicroBatcher(scorer.score_ids, max_queue=config.max_queue,
-                                    batch_tokens=config.batch_tokens or sc.batch_tokens,
-                                    max_batch_size=config.max_batch_size or sc.max_batch_size,
-                                    max_wait_ms=config.max_wait_ms, pool_batches=config.pool_batches,
-                                    on_batch=self._on_batch)
+        if getattr(sc, "engine", None) == "async":  # vLLM's AsyncLLM batches concurrent requests itself
+            self.batcher = EngineQueue(scorer.ascore_ids, max_queue=config.max_queue, on_batch=self._on_batch)
+        else:
+            self.batcher = MicroBatcher(scorer.score_ids, max_queue=config.max_queue,
+                                        batch_tokens=config.batch_tokens or getattr(sc, "batch_tokens", None) or 8192,
+                                        max_batch_size=config.max_batch_size or getattr(sc, "max_batch_size", None) or 64,
+                                        max_wait_ms=config.max_wait_ms, pool_batches=config.pool_batches,
+                                        on_batch=self._on_batch)
+        self.label = scorer_label(scorer)
         self.metrics.bind_queue(lambda: self.batcher.queued, lambda: self.batcher.in_flight)
 
     def _on_batch(self, n: int) -> None:
@@ -96,6 +100,14 @@ class ServerState:
         for i, r in zip(real, rewards):
             out[i] = r
         return out
+
+
+def scorer_label(scorer) -> str:
+    """The label /classify reports: the checkpoint's id2label[0] (transformers' default LABEL_0)."""
+    if getattr(scorer, "label", None):
+        return scorer.label
+    config = getattr(getattr(scorer, "model", None), "config", None)
+    return (getattr(config, "id2label", None) or {}).get(0, "LABEL_0")
 
 
 def _too_long(what: str, i: int, error: TooLongError, limit: int | None) -> HTTPException:

@@ -1,0 +1,231 @@
+"""Ray Data batch scoring: `rmkit score SHARDS... -o OUT_DIR --engine ray` (a laptop or a cluster).
+
+    from rmkit.score.ray_engine import score_shards
+    score_shards(["data/part-0.jsonl", "data/part-1.jsonl"], "scored/", model="smollm2-135m", actors=2)
+    # on a cluster: score_shards(..., address="auto", num_gpus=1, actors=64, backend="vllm")
+
+The input shards (jsonl, jsonl.gz or parquet files, or folders of them) are read by Ray Data
+(`read_text` / `read_parquet`), rows go through `map_batches` over a pool of scorer actors (each loads
+the model once: rmkit's hf scorer or its vLLM scorer; CPU actors on a laptop, one per GPU with
+`num_gpus=1`), and the rewards stream back in input order. Each input shard becomes one output shard,
+`OUT_DIR/<index>-<name>.jsonl`, written atomically once all its rows are scored, so a rerun after a
+kill skips the shards already written and redoes only the others: no row is lost or written twice.
+An actor that dies is restarted by Ray and its batch retried (`max_restarts`, `max_task_retries`).
+Rows parse exactly as `rmkit score` parses them (`iter_items`): a `messages` row gets `reward`, a
+pair row of any format rmkit reads gets `chosen_reward` / `rejected_reward`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from rmkit.data.io import write_jsonl_atomic
+from rmkit.data.schema import DataError
+
+SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def expand_shards(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder → its jsonl / jsonl.gz / parquet files, sorted. One kind per run."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.name.endswith(SHARD_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise DataError("no such file or folder", file=str(p))
+    if not out:
+        raise DataError("no jsonl / jsonl.gz / parquet shards found", file=", ".join(map(str, inputs)))
+    bad = [str(p) for p in out if not p.name.endswith(SHARD_SUFFIXES)]
+    if bad:
+        raise DataError(f"--engine ray reads {', '.join(SHARD_SUFFIXES)} shards", file=bad[0])
+    kinds = {p.suffix == ".parquet" for p in out}
+    if len(kinds) > 1:
+        raise DataError("mix of parquet and jsonl shards: score them in two runs", file=str(out[0]))
+    return out
+
+
+def output_name(index: int, shard: Path) -> str:
+    stem = shard.name
+    for suffix in SHARD_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return f"{index:05d}-{stem}.jsonl"
+
+
+def _shard_plan(shard: Path, format: str) -> dict:
+    """What the actors need to parse a shard's rows: "conv" with its key, or "pair" with its format."""
+    from rmkit.data.sources import detect_format
+    from rmkit.score.run import CONV_KEYS, _first_row
+
+    first = _first_row(str(shard))
+    key = next((k for k in CONV_KEYS if k in first), None)
+    if key is not None and format == "auto":
+        return {"kind": "conv", "key": key}
+    return {"kind": "pair", "format": detect_format(first) if format == "auto" else format}
+
+
+class ScorerActor:
+    """One per actor: the scorer, loaded once; `__call__` scores a batch of raw rows."""
+
+    def __init__(self, model: str, options: dict, backend: str, plans: dict, fail_once: str | None = None):
+        from rmkit.score.factory import build_scorer
+
+        self.scorer = build_scorer(model, None, backend=backend, **options) if model not in ("length", "random") \
+            else build_scorer(None, model)
+        self.plans, self.fail_once = plans, fail_once
+
+    def _row(self, batch: dict, i: int) -> dict:
+        if "text" in batch:
+            return json.loads(batch["text"][i])
+        return {k: _plain(v[i]) for k, v in batch.items() if k != "path"}
+
+    def __call__(self, batch: dict) -> dict:
+        from rmkit.data.schema import to_conversation
+        from rmkit.data.sources import PARSERS
+
+        if self.fail_once:  # tests: this actor process dies once, mid-run, the first time it is called
+            marker = Path(self.fail_once)
+            if not marker.exists():
+                marker.write_text("died")
+                import os
+
+                os._exit(1)
+        paths = [str(p) for p in batch["path"]]
+        n = len(paths)
+        convs, pairs, kinds, errors = [], [], [], [""] * n
+        for i, path in enumerate(paths):
+            plan = self.plans[path]
+            try:
+                row = self._row(batch, i)
+                ident = str(row.get("id", "")) if isinstance(row, dict) else ""
+                if plan["kind"] == "conv":
+                    if plan["key"] not in row:
+                        raise DataError("missing", file=path, field=plan["key"])
+                    convs.append((i, to_conversation(row[plan["key"]], where={"file": path, "field": plan["key"]})))
+                else:
+                    parser = PARSERS.get(plan["format"])
+                    if parser is None:
+                        raise DataError(f"format {plan['format']!r} groups several rows: use the local engine",
+                                        file=path)
+                    pairs.append((i, parser(row, file=path, index=None)))
+                kinds.append(ident)
+            except (DataError, ValueError, KeyError, TypeError) as e:
+                errors[i] = f"{getattr(e, 'skip_key', None) or type(e).__name__}\t{e}"
+                kinds.append("")
+        reward, chosen, rejected = [None] * n, [None] * n, [None] * n
+        if convs:
+            for (i, _), r in zip(convs, self.scorer.score([c for _, c in convs])):
+                reward[i] = _num(r)
+        if pairs:
+            for (i, p), (c, r) in zip(pairs, self.scorer.score_pairs([p for _, p in pairs])):
+                chosen[i], rejected[i] = _num(c), _num(r)
+                kinds[i] = kinds[i] or p.id
+        return {"path": paths, "id": kinds, "reward": reward, "chosen_reward": chosen,
+                "rejected_reward": rejected, "error": errors}
+
+
+def _plain(value: Any) -> Any:
+    """numpy / arrow values of a parquet row → plain Python (what rmkit's parsers expect)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: str, options: dict | None = None,
+                 backend: str = "hf", actors: int = 2, batch_size: int = 64, num_cpus: float = 1,
+                 num_gpus: float = 0, address: str | None = None, format: str = "auto", errors: str = "raise",
+                 max_restarts: int = 3, progress=None, fail_once: str | None = None) -> dict:
+    """Score every shard not yet in `out_dir`; returns counts (shards done / skipped, rows, seconds)."""
+    import ray
+
+    from rmkit.evaluate.common import check_errors
+
+    check_errors(errors)
+    shards = expand_shards(inputs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = {str(s): out_dir / output_name(i, s) for i, s in enumerate(shards)}
+    pending = [s for s in shards if not targets[str(s)].exists()]
+    stats = {"shards": len(shards), "shards_resumed": len(shards) - len(pending), "shards_written": 0,
+             "rows": 0, "skipped_rows": {}, "actors": actors, "backend": backend}
+    if not pending:
+        return stats
+    plans = {str(s): _shard_plan(s, format) for s in pending}
+    if not ray.is_initialized():
+        # local: the actors hold actors*num_cpus logical CPUs; two more for the read tasks, or they never run
+        ray.init(address=address, num_cpus=None if address else int(actors * num_cpus) + 2,
+                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # rows come back in input order, shard after shard
+    ctx.enable_progress_bars = progress is None
+    paths = [str(s) for s in pending]
+    if pending[0].suffix == ".parquet":
+        ds = ray.data.read_parquet(paths, include_paths=True)
+    else:
+        ds = ray.data.read_text(paths, include_paths=True, drop_empty_lines=True,
+                                **({"arrow_open_stream_args": {"compression": "gzip"}}
+                                   if pending[0].name.endswith(".gz") else {}))
+    ds = ds.map_batches(ScorerActor, batch_size=batch_size, concurrency=actors, num_cpus=num_cpus,
+                        num_gpus=num_gpus, batch_format="numpy",
+                        fn_constructor_kwargs=dict(model=model, options=options or {}, backend=backend,
+                                                   plans=plans, fail_once=fail_once),
+                        max_restarts=max_restarts, max_task_retries=max_restarts)
+    skipped: Counter = Counter()
+    started = time.monotonic()
+    current, rows, index = None, [], 0
+
+    def flush():
+        if current is not None:
+            write_jsonl_atomic(targets[current], rows)
+            stats["shards_written"] += 1
+
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for i, path in enumerate(batch["path"]):
+            path = str(path)
+            if path != current:
+                flush()
+                current, rows, index = path, [], 0
+            index += 1
+            err = batch["error"][i]
+            if isinstance(err, str) and err:  # "" = parsed
+                key, message = str(err).split("\t", 1)
+                if errors == "raise":
+                    raise DataError(f"{message} (non-empty row {index - 1} of the shard)", file=path)
+                skipped[key] += 1
+                continue
+            row = {"row": index - 1, "id": str(batch["id"][i]) or str(index - 1)}
+            if plans[path]["kind"] == "conv":
+                row["reward"] = _value(batch["reward"][i])
+            else:
+                row.update(chosen_reward=_value(batch["chosen_reward"][i]),
+                           rejected_reward=_value(batch["rejected_reward"][i]))
+            rows.append(row)
+            stats["rows"] += 1
+        if progress is not None:
+            progress(len(batch["path"]))
+    flush()
+    stats["seconds"] = round(time.monotonic() - started, 2)
+    stats["skipped_rows"] = dict(sorted(skipped.items()))
+    return stats
+
+
+def _value(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if x != x else x

