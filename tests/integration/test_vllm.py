@@ -115,7 +115,7 @@ def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
         a, b = hf.score(CONVS), v.score(CONVS)
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
         pairs = load_rewardbench(subsample=40, seed=0)  # the local copy under RMKIT_DATA_DIR
-        assert len({p.subset for p in pairs}) >= 10
+        assert len({p.category for p in pairs}) >= 10
         ra, rb = hf.score_pairs(pairs), v.score_pairs(pairs)
         assert max(abs(x - y) for s, t in zip(ra, rb) for x, y in zip(s, t)) < 1e-3
         decided = [(c > r) for c, r in ra], [(c > r) for c, r in rb]
