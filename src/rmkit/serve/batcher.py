@@ -46,7 +46,32 @@ class _Job:
         self.tokens = sum(len(s) for s in self.seqs)
 
 
-class MicroBatcher:
+class _Bounded:
+    """What both queues share: the bound on waiting conversations and the refusal after shutdown."""
+
+    max_queue: int
+    queued: int
+    _closing: bool
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def full(self, n: int = 1) -> bool:
+        return self.queued + n > self.max_queue
+
+    def _admit(self, seqs: list[list[int]]) -> bool:
+        """Raise ShuttingDown / QueueFull, or say whether there is anything to score."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if not seqs:
+            return False
+        if self.full(len(seqs)):
+            raise QueueFull(f"{self.queued} conversations queued; max_queue={self.max_queue}")
+        return True
+
+
+class MicroBatcher(_Bounded):
     def __init__(self, score_fn: ScoreFn, *, max_queue: int, batch_tokens: int, max_batch_size: int,
                  max_wait_ms: float = 2.0, pool_batches: int = 2, on_batch: Callable[[int], None] | None = None):
         self.score_fn = score_fn
@@ -80,21 +105,10 @@ class MicroBatcher:
                 self._fail_pending(ShuttingDown("the server stopped before this request was scored"))
         self._executor.shutdown(wait=False)
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def full(self, n: int = 1) -> bool:
-        return self.queued + n > self.max_queue
-
     # ---- requests --------------------------------------------------------------------------------
     async def submit(self, seqs: list[list[int]]) -> list[float]:
-        if self._closing:
-            raise ShuttingDown("the server is shutting down")
-        if not seqs:
+        if not self._admit(seqs):
             return []
-        if self.full(len(seqs)):
-            raise QueueFull(f"{self.queued} conversations queued; max_queue={self.max_queue}")
         job = _Job(seqs, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self.queued += len(seqs)
@@ -206,7 +220,7 @@ class MicroBatcher:
                 job.future.set_exception(error)
 
 
-class EngineQueue:
+class EngineQueue(_Bounded):
     """The MicroBatcher's interface over an engine that batches by itself (`--backend vllm`).
 
         queue = EngineQueue(scorer.ascore_ids, max_queue=1024)
@@ -235,20 +249,9 @@ class EngineQueue:
         except asyncio.TimeoutError:
             pass
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def full(self, n: int = 1) -> bool:
-        return self.queued + n > self.max_queue
-
     async def submit(self, seqs: list[list[int]]) -> list[float]:
-        if self._closing:
-            raise ShuttingDown("the server is shutting down")
-        if not seqs:
+        if not self._admit(seqs):
             return []
-        if self.full(len(seqs)):
-            raise QueueFull(f"{self.queued} conversations queued; max_queue={self.max_queue}")
         self.queued += len(seqs)
         self.in_flight += len(seqs)
         self._idle.clear()
