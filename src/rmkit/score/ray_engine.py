@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from rmkit.data.io import write_jsonl_atomic
 from rmkit.data.schema import DataError
+from rmkit.score.run import _num  # NaN (skipped as over-long) → null, as `rmkit score` writes it
 
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 
@@ -140,10 +141,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def _num(x: float) -> float | None:
-    return None if x != x else float(x)
 
 
 def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: str, options: dict | None = None,
