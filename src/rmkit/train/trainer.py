@@ -176,6 +176,7 @@ def setup(cfg: TrainConfig) -> Run:
     state = TrainState()
     acc.register_for_checkpointing(scheduler, state)
     stats.update(num_steps=num_steps, global_batch=global_batch, processes=acc.num_processes,
+                 distributed=acc.distributed_type.value, wrapped=type(model).__name__,
                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                  attention=attention, packing=packing_mode(cfg, attention, fwd))
     if stats["packing"] == "shared":
