@@ -153,3 +153,24 @@ def test_gradient_checkpointing_same_trajectory(tiny_llama, toy, tmp_path, lora_
     plain, checkpointed = losses(tmp_path / "a", False), losses(tmp_path / "b", True)
     assert checkpointed == pytest.approx(plain, abs=1e-5)
     assert plain[-1] != pytest.approx(plain[0], abs=1e-4)
+
+
+def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path):
+    """save_best: output_dir/best is the model of the first evaluation with the top held-out accuracy (the
+    periodic ones and the final one), and it scores the held-out pairs as that evaluation recorded."""
+    from rmkit.data import load_pairs
+    from rmkit.evaluate.metrics import pairwise_correct
+    from rmkit.score.scorer import RewardScorer
+
+    held = write_toy(tmp_path / "held.jsonl", 24, seed=7)
+    summary = train(cfg(tiny_llama, toy, tmp_path, eval_data=[str(held)], learning_rate=2e-4, max_steps=6,
+                        eval_steps=1, save_best=True))
+    evals = summary["evals"] + [{"step": summary["steps"], **summary["eval"]}]
+    accs = [e["heldout"]["accuracy"] for e in evals]
+    assert len(evals) == 6 and len(set(accs)) > 1, accs  # the accuracy moved: the choice means something
+    best = json.loads((tmp_path / "best" / "eval.json").read_text())
+    assert best["step"] == evals[accs.index(max(accs))]["step"]
+    pairs = load_pairs(str(held))
+    rewards = RewardScorer.from_pretrained(str(tmp_path / "best"), dtype="float32").score_pairs(pairs)
+    got = sum(pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])) / len(pairs)
+    assert got == pytest.approx(best["heldout"]["accuracy"])

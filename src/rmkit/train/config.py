@@ -127,6 +127,9 @@ class TrainConfig:
     save_steps: int = 0
     """Checkpoint (model + optimizer + scheduler + RNG + data position) every N steps; 0 = off."""
     save_total_limit: int = 2
+    save_best: bool = False
+    """Export the model to output_dir/best at every evaluation (periodic or final) whose held-out accuracy
+    beats every earlier one: early stopping on the validation data without keeping every checkpoint."""
     final_eval: bool = True
     n_boot: int = 1000
 

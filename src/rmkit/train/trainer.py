@@ -320,6 +320,7 @@ def fit(run: Run, on_step: Callable | None = None, progress: Callable | None = N
         _log_step(run, metrics, time.monotonic() - t0, progress)
         if cfg.eval_steps and run.state.step % cfg.eval_steps == 0 and run.state.step < n:
             run.state.evals.append({"step": run.state.step, **evaluation.run_eval(run, final=False)})
+            keep_if_best(run, run.state.evals[-1])
             run.model.train()
         out_of_time = _out_of_time(run, invoked)
         if (cfg.save_steps and run.state.step % cfg.save_steps == 0) or out_of_time:
@@ -333,6 +334,39 @@ def fit(run: Run, on_step: Callable | None = None, progress: Callable | None = N
                         run.state.step, n)
             return False
     run.state.train_seconds += time.monotonic() - started
+    return True
+
+
+def _accuracy(ev: dict) -> float | None:
+    return (ev.get("heldout") or {}).get("accuracy")
+
+
+def keep_if_best(run: Run, ev: dict) -> bool:
+    """With `save_best`: export the model to output_dir/best when `ev` (an evaluation of the model as it is
+    now) has the highest held-out accuracy of the run so far (ties keep the earlier one)."""
+    acc = _accuracy(ev)
+    if not run.cfg.save_best or acc is None:
+        return False
+    earlier = [a for e in run.state.evals if e is not ev and (a := _accuracy(e)) is not None]
+    if earlier and acc <= max(earlier):
+        return False
+    from rmkit.train.card import model_card
+
+    out = Path(run.cfg.output_dir)
+    run.acc.wait_for_everyone()
+    state_dict = _gathered_state(run)
+    if run.acc.is_main_process:
+        model = run.acc.unwrap_model(run.model)
+        was_training = model.training
+        model.eval()
+        summary = {"complete": False, "steps": run.state.step, "num_steps": len(run.plan), "best_of_evals": True,
+                   "data": run.stats, "eval": ev, "config": run.cfg.to_dict()}
+        export(model, run.tok, out / "best", model_card(run.cfg, summary), state_dict=state_dict)
+        write_json_atomic(out / "best" / "eval.json", {"step": run.state.step, **ev})
+        model.train(was_training)
+        log.info("step %d: held-out accuracy %.4f is the best so far; exported to %s", run.state.step, acc,
+                 out / "best")
+    run.acc.wait_for_everyone()
     return True
 
 
@@ -354,6 +388,7 @@ def finish(run: Run, complete: bool) -> dict:
     results = evaluation.run_eval(run, final=True) if run.cfg.final_eval else {}
     summary = {"complete": complete, "steps": run.state.step, "num_steps": len(run.plan),
                "train_seconds": round(run.state.train_seconds, 1), "data": run.stats, "eval": results,
+               "evals": run.state.evals,
                "config": run.cfg.to_dict()}
     run.acc.wait_for_everyone()
     state_dict = _gathered_state(run)
@@ -366,6 +401,8 @@ def finish(run: Run, complete: bool) -> dict:
                extra_files={"loss_curve.png": out / "loss_curve.png"}, state_dict=state_dict)
         write_json_atomic(out / "results.json", summary)
     run.acc.wait_for_everyone()
+    if results:
+        keep_if_best(run, {"step": run.state.step, **results})
     return summary
 
 
