@@ -51,6 +51,33 @@ def scorer_for(name: str, args):
                                         batch_tokens=args.batch_tokens, show_progress=True)
 
 
+class Chunked:
+    """A scorer whose `score_pairs` runs in chunks of `size` pairs, each chunk's rewards kept in
+    folder/name-K.json: a long evaluation (RewardBench all: ~2 hours here) stopped midway resumes at its
+    last finished chunk. A chunk file records its pairs' ids and is used only for those same pairs."""
+
+    def __init__(self, scorer, folder: Path, name: str, size: int = 250):
+        self.scorer, self.folder, self.tag, self.size = scorer, folder, name, size
+        self.name = getattr(scorer, "name", type(scorer).__name__)
+
+    def score_pairs(self, pairs) -> list:
+        out = []
+        for k in range(0, len(pairs), self.size):
+            chunk = pairs[k:k + self.size]
+            ids = [p.id for p in chunk]
+            path = self.folder / f"{self.tag}-{k // self.size:03d}.json"
+            if path.exists() and (kept := json.loads(path.read_text()))["ids"] == ids:
+                out += [tuple(r) for r in kept["rewards"]]
+                continue
+            rewards = [tuple(r) for r in self.scorer.score_pairs(chunk)]
+            write_json_atomic(path, {"ids": ids, "rewards": [list(r) for r in rewards]})
+            out += rewards
+        return out
+
+    def __getattr__(self, item):  # score(), stats, ... of the wrapped scorer
+        return getattr(self.scorer, item)
+
+
 def stage(folder: Path, name: str, fn) -> dict:
     """fn() once: its result is kept in folder/name.json and read back on the next run."""
     path = folder / f"{name}.json"
@@ -191,9 +218,10 @@ def main(argv=None) -> dict:
               "jane_apples": {"model": stage(out / "stages", "jane", lambda: jane(model)),
                               "untrained": stage(cache, f"{base_tag}_jane", lambda: jane(base_scorer()))}}
     if rb:
+        chunked = Chunked(model, out / "stages" / "chunks", rb_tag)
         result["rewardbench"] = {
             "length": stage(cache, f"length_{rb_tag}", lambda: rewardbench_eval(length, rb, args.n_boot)),
-            "model": stage(out / "stages", rb_tag, lambda: rewardbench_eval(model, rb, args.n_boot))}
+            "model": stage(out / "stages", rb_tag, lambda: rewardbench_eval(chunked, rb, args.n_boot))}
     if args.pairwise:
         result["pairwise"] = {
             "length": stage(cache, "length_pairwise", lambda: pairwise_eval(length, data_dir(), args.n_boot)),

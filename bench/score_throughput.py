@@ -2,12 +2,14 @@
 
     python bench/score_throughput.py [--data rewardbench|hh] [--pairs 300] [--dtype bfloat16] [--blocks 3] [--demo]
     python bench/score_throughput.py --shares      # only the share of prompt tokens per source and its bound
+    python bench/score_throughput.py --backend vllm --dtype float32   # vLLM's engine too, same pairs, same run
 
 shared: `RewardScorer` (sharing="auto": each pair's common prefix once, padding-free rows, 4D mask);
 rmkit: `RewardScorer(sharing="off")`: length-sorted token-budget batches, mask pooling;
 (a) the Skywork model card demo: one conversation per forward, `apply_chat_template(tokenize=True)`;
 (b) reward-bench `run_rm.py` style: fixed batches of 8 in input order, padded, chosen and rejected in
     separate passes, transformers' own forward;
+vllm (with --backend vllm): `VLLMScorer`, vLLM's engine on the same token ids (its start-up is timed apart);
 The pairs are a stratified RewardBench sample split into blocks; each block runs all three methods in
 a rotating order (A/B alternation), so machine noise hits them alike. First, the three are checked
 to give the same rewards in fp32 on a few pairs. Prints `name: value` lines; the last is the headline.
@@ -122,6 +124,7 @@ def main():
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="vllm: also time vLLM's engine")
     args = ap.parse_args()
     if args.shares:
         from rmkit.models.load import load_tokenizer
@@ -150,6 +153,13 @@ def main():
     times = {"shared": 0.0, "rmkit": 0.0, "rewardbench": 0.0}
     if args.demo:
         times["demo"] = 0.0
+    engine = None
+    if args.backend == "vllm":
+        t = time.perf_counter()
+        engine = RewardScorer.from_pretrained(args.model, backend="vllm", dtype=args.dtype,
+                                              batch_tokens=args.batch_tokens)
+        print(f"vllm engine start: {time.perf_counter() - t:.1f}s", flush=True)
+        times["vllm"] = 0.0
     rewards = {k: [] for k in times}
     blocks = [pairs[i::args.blocks] for i in range(args.blocks)]
     for bi, block in enumerate(blocks):
@@ -157,7 +167,8 @@ def main():
                  for p in block]
         runs = {"shared": lambda: shared.score_pairs(block), "rmkit": lambda: scorer.score_pairs(block),
                 "demo": lambda: list(zip(*[iter(demo_loop(model, tok, [x for c in convs for x in c]))] * 2)),
-                "rewardbench": lambda: rewardbench_loop(model, tok, convs)}
+                "rewardbench": lambda: rewardbench_loop(model, tok, convs),
+                "vllm": lambda: engine.score_pairs(block)}
         n = len(times)
         order = list(times)[bi % n:] + list(times)[:bi % n]
         for name in order:
@@ -178,6 +189,11 @@ def main():
         print(f"{k} tokens/s: {real_tokens / times[k]:.0f}  ({times[k]:.1f}s)")
     print("decision agreement with shared (" + args.dtype + "): "
           + ", ".join(f"{k} {v:.3f}" for k, v in agree.items()))
+    if engine is not None:
+        diff = max(abs(a - b) for x, y in zip(rewards["vllm"], rewards["shared"]) for a, b in zip(x, y))
+        print(f"max |reward diff| vllm vs shared ({args.dtype}, all {len(pairs)} pairs): {diff:.2e}")
+        print(f"ratio shared / vllm: {times['vllm'] / times['shared']:.2f}x")
+        engine.close()
     print(f"matmul peak ({args.dtype}, 2048^3): {peak / 1e9:.1f} GFLOP/s")
     print(f"shared share of matmul peak (unshared FLOPs): {flops / times['shared'] / peak:.1%}")
     if args.demo:
