@@ -73,10 +73,14 @@ def main() -> None:
         wall = time.monotonic() - t
         got = {r["id"]: (r["chosen_reward"], r["rejected_reward"]) for f in sorted(target.iterdir())
                for r in read_complete_jsonl(f)}
-        diff = max(abs(a - b) for k in one for a, b in zip(one[k], got[k]))
+        assert got.keys() == one.keys(), "rows lost or added"
+        both = [(a, b) for k in one for a, b in zip(one[k], got[k])]
+        skipped = [a is None for a, _ in both] == [b is None for _, b in both]  # over-long: null in both
+        diff = max(abs(a - b) for a, b in both if a is not None and b is not None)
         results[f"ray, {actors} actor{'s' if actors > 1 else ''}"] = {
             "seconds": round(wall, 1), "pairs_per_s": round(len(got) / wall, 2), "rows": stats["rows"],
-            "max_abs_diff_vs_single": diff}
+            "max_abs_diff_vs_single": diff, "same_skipped_rewards": skipped,
+            "skipped_rewards": sum(a is None for a, _ in both)}
     base = results["single process"]["seconds"] / len(one)
     for name, r in results.items():
         r["seconds_per_pair"] = round(r["seconds"] / len(one), 4)

@@ -5,6 +5,7 @@ retried (no row lost or written twice); a rerun after a kill redoes only the sha
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,39 @@ def test_bad_rows_are_named_or_skipped(ray_local, tmp_path, tiny_llama):
     stats = score_shards([folder], tmp_path / "o2", model="length", actors=1, errors="skip")
     assert stats["rows"] == 2 and sum(stats["skipped_rows"].values()) == 1
     assert [r["id"] for r in read_complete_jsonl(next((tmp_path / "o2").iterdir()))] == ["0-0", "0-2"]
+
+
+@pytest.mark.timeout(900)
+def test_ray_scorer_feeds_eval_and_curate_as_the_local_scorer_does(ray_local, tmp_path, tiny_llama, shared_data,
+                                                                  monkeypatch):
+    """`--engine ray` on `rmkit eval pairwise` and on curate's RM-consistency filter: a RayScorer (2 actors)
+    gives the local scorer's rewards, so the official scoring and the kept pairs are the same."""
+    from typer.testing import CliRunner
+
+    from rmkit.cli import app
+    from rmkit.score.factory import build_scorer
+
+    local = RewardScorer.from_pretrained(str(tiny_llama), device="cpu", truncation="skip")
+    remote = build_scorer(str(tiny_llama), engine="ray", actors=1, device="cpu", truncation="skip")
+    convs = [_conv(0, i)["messages"] for i in range(5)]
+    assert remote.score(convs) == pytest.approx(local.score(convs), abs=1e-5)
+
+    monkeypatch.chdir(Path(__file__).parents[2])  # the curate recipe's relative paths
+    runner, out = CliRunner(), {}
+    for engine in ("local", "ray"):
+        res = runner.invoke(app, ["eval", "pairwise", "--model", str(tiny_llama), "--data",
+                                  str(shared_data / "evalbiasbench"), "--device", "cpu", "--truncation", "skip",
+                                  "--engine", engine, "--actors", "2", "--output", str(tmp_path / f"{engine}.json")])
+        assert res.exit_code == 0, res.output
+        out[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
+    assert out["ray"]["score"] == out["local"]["score"] and out["ray"]["n_items"] == out["local"]["n_items"] > 0
+    assert out["ray"]["subsets"] == out["local"]["subsets"]
+
+    kept = {}
+    for engine in ("local", "ray"):
+        target = tmp_path / engine / "pairs.jsonl"
+        res = runner.invoke(app, ["curate", "--config", "configs/curate/fixture-demo.yaml", f"output={target}",
+                                  f"rm_filter.model={tiny_llama}", "--engine", engine, "--actors", "1"])
+        assert res.exit_code == 0, res.output
+        kept[engine] = [r["id"] for r in read_complete_jsonl(target)]
+    assert kept["ray"] == kept["local"] and kept["local"]

@@ -34,6 +34,10 @@ SeedOpt = typer.Option(0, "--seed")
 DeviceOpt = typer.Option("auto", "--device")
 BackendOpt = typer.Option("hf", "--backend", help="hf (transformers) | vllm (vLLM's engine; the same ids and raw "
                                                    "logits; pip install 'rmkit[vllm]')")
+EngineOpt = typer.Option("local", "--engine", help="local (this process) | ray (a pool of scorer actors on Ray; "
+                                                    "RAY_ADDRESS joins a cluster; pip install 'rmkit[ray]')")
+ActorsOpt = typer.Option(2, "--actors", help="--engine ray: scorer actors")
+GpusOpt = typer.Option(0.0, "--gpus-per-actor", help="--engine ray: GPUs each actor holds (1 on a GPU cluster)")
 ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + HTML report")
 NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
 AttnOpt = typer.Option(None, "--attn-implementation")
@@ -42,10 +46,11 @@ ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a nam
 
 
 def scorer_from_cli(model, baseline, *, seed, dtype, batch_tokens, max_length, truncation, device,
-                    attn_implementation=None, backend="hf"):
+                    attn_implementation=None, backend="hf", engine="local", actors=2, gpus_per_actor=0.0):
     from rmkit.score.factory import build_scorer
 
-    return build_scorer(model, baseline, seed=seed, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
+    return build_scorer(model, baseline, seed=seed, backend=backend, engine=engine, actors=actors,
+                        gpus_per_actor=gpus_per_actor, dtype=dtype, batch_tokens=batch_tokens,
                         max_length=max_length, truncation=truncation, device=device,
                         attn_implementation=attn_implementation, show_progress=True)
 
@@ -92,7 +97,8 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                    device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
+                    device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
                     n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
@@ -100,7 +106,8 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
 
     sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                          max_length=max_length, truncation=truncation, device=device,
-                         attn_implementation=attn_implementation, backend=backend)
+                         attn_implementation=attn_implementation, backend=backend, engine=engine,
+                         actors=actors, gpus_per_actor=gpus_per_actor)
     skipped = Counter()
     pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
@@ -111,10 +118,12 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     finish(results, output, report, "RewardBench v1", skipped)
 
 
-def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn, backend="hf"):
+def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn, backend="hf",
+            engine="local", actors=2, gpus_per_actor=0.0):
     return scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
                            max_length=max_length, truncation=truncation, device=device,
-                           attn_implementation=attn, backend=backend)
+                           attn_implementation=attn, backend=backend, engine=engine, actors=actors,
+                           gpus_per_actor=gpus_per_actor)
 
 
 def _with_stats(results: dict, sc) -> dict:
@@ -129,13 +138,14 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
                      output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                      dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                      max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                     device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
+                     device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
                      n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend)
+                 attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     items = load_rewardbench2(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     n = sum(len(it.completions) for it in items)
@@ -153,13 +163,14 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
+                device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
                 n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend)
+                 attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain, errors=errors, skipped=skipped)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
@@ -173,7 +184,8 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
                    data: Optional[str] = DataOpt, output: Path = OutputOpt,
                    report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
-                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt,
+                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
                    attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
                    errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
@@ -182,7 +194,7 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend)
+                 attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
@@ -198,13 +210,14 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
                      "where the label is constant, e.g. EvalBiasBench)"),
                  dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                 device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
+                 device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
                  n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend)
+                 attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle, errors=errors, skipped=skipped)
     ties = sum(p.meta["tie"] for p in pairs)
@@ -223,7 +236,8 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
                                                                   "model: rmkit serve then uses T"),
                   seed: int = SeedOpt, dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                   max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                  device: str = DeviceOpt, backend: str = BackendOpt, attn_implementation: Optional[str] = AttnOpt,
+                  device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
                   errors: str = ErrorsOpt):
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
@@ -232,7 +246,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
 
     check_errors(errors)
     sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend)
+                 attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_pairs(data, errors=errors, skipped=skipped)
     if not pairs:

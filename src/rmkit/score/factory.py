@@ -10,9 +10,18 @@ BACKENDS = ("hf", "vllm")
 
 
 def build_scorer(model: str | None = None, baseline: str | None = None, *, seed: int = 0,
-                 backend: str = "hf", **options: Any):
+                 backend: str = "hf", engine: str = "local", actors: int = 2, gpus_per_actor: float = 0,
+                 address: str | None = None, **options: Any):
     """`model` → RewardScorer.from_pretrained(model, backend=backend, **options); `baseline` → length |
-    random (no model, so no backend)."""
+    random (no model, so no backend). engine="ray": the same scorer in each of `actors` Ray actors
+    (`RayScorer`; `address` or RAY_ADDRESS joins a cluster, else a local Ray starts)."""
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray" and model is not None:
+        from rmkit.score.ray_engine import RayScorer
+
+        return RayScorer(model, {k: v for k, v in options.items() if v is not None}, backend=backend,
+                         actors=actors, num_gpus=gpus_per_actor, address=address)
     if (model is None) == (baseline is None):
         raise ValueError("give exactly one of a model (--model) or a baseline scorer (--scorer length|random)")
     if baseline is not None:

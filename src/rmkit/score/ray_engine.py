@@ -143,6 +143,85 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _init_ray(address: str | None, actors: int, num_cpus: float, progress_bars: bool) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        # local: the actors hold actors*num_cpus logical CPUs; two more for the read tasks, or they never run.
+        # address=None also joins the cluster that RAY_ADDRESS names, as ray.init does.
+        import os
+
+        local = address is None and not os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, num_cpus=int(actors * num_cpus) + 2 if local else None,
+                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # rows come back in input order
+    ctx.enable_progress_bars = progress_bars
+
+
+def _scored(ds, actor_kwargs: dict, *, actors: int, batch_size: int, num_cpus: float, num_gpus: float,
+            max_restarts: int):
+    """`ds` through a pool of `actors` ScorerActors (restarted and their batch retried if one dies)."""
+    return ds.map_batches(ScorerActor, batch_size=batch_size, concurrency=actors, num_cpus=num_cpus,
+                          num_gpus=num_gpus, batch_format="numpy", fn_constructor_kwargs=actor_kwargs,
+                          max_restarts=max_restarts, max_task_retries=max_restarts)
+
+
+class RayScorer:
+    """The Scorer protocol (`score`, `score_pairs`) over a Ray actor pool: what `rmkit eval ... --engine ray`
+    and curate's RM-consistency filter (`rm_filter.options.engine: ray`) use on large sets. The items are
+    handed to Ray Data in memory (`from_items`), scored by `actors` ScorerActors (each one a full hf or
+    vLLM scorer, loaded once per call), and the rewards come back in input order, so the official scoring
+    code downstream is the one the local scorer feeds."""
+
+    IN_PAIRS, IN_CONVS = "<pairs>", "<conversations>"
+
+    def __init__(self, model: str, options: dict | None = None, *, backend: str = "hf", actors: int = 2,
+                 batch_size: int = 64, num_cpus: float = 1, num_gpus: float = 0, address: str | None = None,
+                 max_restarts: int = 3):
+        self.model, self.options, self.backend = model, dict(options or {}), backend
+        self.actors, self.batch_size, self.num_cpus, self.num_gpus = actors, batch_size, num_cpus, num_gpus
+        self.address, self.max_restarts = address, max_restarts
+        self.name = str(model)
+        self.stats: Counter = Counter()
+
+    def _run(self, source: str, plan: dict, rows: list[dict]) -> list[dict]:
+        import ray
+
+        if not rows:
+            return []
+        _init_ray(self.address, self.actors, self.num_cpus, bool(self.options.get("show_progress")))
+        ds = ray.data.from_items([{"path": source, "text": json.dumps(r)} for r in rows])
+        ds = _scored(ds, dict(model=self.model, options=self.options, backend=self.backend,
+                              plans={source: plan}),
+                     actors=self.actors, batch_size=self.batch_size, num_cpus=self.num_cpus,
+                     num_gpus=self.num_gpus, max_restarts=self.max_restarts)
+        out = []
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["path"])):
+                if isinstance(batch["error"][i], str) and batch["error"][i]:
+                    raise DataError(str(batch["error"][i]).split("\t", 1)[-1], file=source, row=len(out))
+                out.append({k: _value(batch[k][i]) for k in ("reward", "chosen_reward", "rejected_reward")})
+        if len(out) != len(rows):
+            raise RuntimeError(f"Ray returned {len(out)} results for {len(rows)} items")
+        self.stats["scored"] += len(rows)
+        return out
+
+    def score(self, conversations) -> list[float]:
+        from rmkit.data.schema import conversation_to_dicts, to_conversation
+
+        rows = [{"messages": conversation_to_dicts(to_conversation(c))} for c in conversations]
+        return [_nan(r["reward"]) for r in self._run(self.IN_CONVS, {"kind": "conv", "key": "messages"}, rows)]
+
+    def score_pairs(self, pairs) -> list[tuple[float, float]]:
+        res = self._run(self.IN_PAIRS, {"kind": "pair", "format": "pairs"}, [p.to_dict() for p in pairs])
+        return [(_nan(r["chosen_reward"]), _nan(r["rejected_reward"])) for r in res]
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else x
+
+
 def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: str, options: dict | None = None,
                  backend: str = "hf", actors: int = 2, batch_size: int = 64, num_cpus: float = 1,
                  num_gpus: float = 0, address: str | None = None, format: str = "auto", errors: str = "raise",
@@ -163,13 +242,7 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
     if not pending:
         return stats
     plans = {str(s): _shard_plan(s, format) for s in pending}
-    if not ray.is_initialized():
-        # local: the actors hold actors*num_cpus logical CPUs; two more for the read tasks, or they never run
-        ray.init(address=address, num_cpus=None if address else int(actors * num_cpus) + 2,
-                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # rows come back in input order, shard after shard
-    ctx.enable_progress_bars = progress is None
+    _init_ray(address, actors, num_cpus, progress is None)
     paths = [str(s) for s in pending]
     if pending[0].suffix == ".parquet":
         ds = ray.data.read_parquet(paths, include_paths=True)
@@ -177,11 +250,9 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
         ds = ray.data.read_text(paths, include_paths=True, drop_empty_lines=True,
                                 **({"arrow_open_stream_args": {"compression": "gzip"}}
                                    if pending[0].name.endswith(".gz") else {}))
-    ds = ds.map_batches(ScorerActor, batch_size=batch_size, concurrency=actors, num_cpus=num_cpus,
-                        num_gpus=num_gpus, batch_format="numpy",
-                        fn_constructor_kwargs=dict(model=model, options=options or {}, backend=backend,
-                                                   plans=plans, fail_once=fail_once),
-                        max_restarts=max_restarts, max_task_retries=max_restarts)
+    ds = _scored(ds, dict(model=model, options=options or {}, backend=backend, plans=plans, fail_once=fail_once),
+                 actors=actors, batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus,
+                 max_restarts=max_restarts)
     skipped: Counter = Counter()
     started = time.monotonic()
     current, rows, index = None, [], 0
