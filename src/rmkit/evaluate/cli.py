@@ -98,7 +98,8 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                     device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
+                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                    attn_implementation: Optional[str] = AttnOpt,
                     n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
@@ -139,7 +140,8 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
                      dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                      max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                      device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
+                     actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                     attn_implementation: Optional[str] = AttnOpt,
                      n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
@@ -164,7 +166,8 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                 device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
+                actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                attn_implementation: Optional[str] = AttnOpt,
                 n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
@@ -184,8 +187,9 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
                    data: Optional[str] = DataOpt, output: Path = OutputOpt,
                    report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
                    batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
-                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt,
+                   engine: str = EngineOpt,
+                   actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
                    attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
                    errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
@@ -211,7 +215,8 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
                  dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                  device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
+                 actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                 attn_implementation: Optional[str] = AttnOpt,
                  n_boot: int = NBootOpt, errors: str = ErrorsOpt):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
@@ -237,7 +242,8 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
                   seed: int = SeedOpt, dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
                   max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
                   device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt, attn_implementation: Optional[str] = AttnOpt,
+                  actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
+                  attn_implementation: Optional[str] = AttnOpt,
                   errors: str = ErrorsOpt):
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
