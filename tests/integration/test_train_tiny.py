@@ -174,3 +174,32 @@ def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path):
     rewards = RewardScorer.from_pretrained(str(tmp_path / "best"), dtype="float32").score_pairs(pairs)
     got = sum(pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])) / len(pairs)
     assert got == pytest.approx(best["heldout"]["accuracy"])
+    # only the final evaluation: best/ is the final export itself, copied rather than written twice
+    only = train(cfg(tiny_llama, toy, tmp_path / "final", eval_data=[str(held)], max_steps=2, save_best=True))
+    final, best_dir = tmp_path / "final" / "model", tmp_path / "final" / "best"
+    assert json.loads((best_dir / "eval.json").read_text())["step"] == only["steps"] == 2
+    assert (best_dir / "model.safetensors").read_bytes() == (final / "model.safetensors").read_bytes()
+    assert sorted(p.name for p in best_dir.iterdir()) == sorted([p.name for p in final.iterdir()] + ["eval.json"])
+
+
+def test_oversample_repeats_a_source_in_the_plan(tiny_llama, tmp_path):
+    """oversample: {source: k} puts that source's pairs k times in every epoch of the plan (0: never),
+    records the epoch's make-up, and sizes the epochs (num_epochs) by it."""
+    from rmkit.train.trainer import setup
+
+    a, b = write_toy(tmp_path / "a.jsonl", 24, seed=1), write_toy(tmp_path / "b.jsonl", 16, seed=2)
+    rows = [json.loads(x) for x in b.read_text().splitlines()]
+    b.write_text("".join(json.dumps({**r, "id": f"b{r['id']}", "source": "toy/b"}) + "\n" for r in rows))
+    run = setup(cfg(tiny_llama, [a, b], tmp_path, eval_size=0, eval_data=[str(a)], num_epochs=1,
+                    oversample={"toy/b": 3}))
+    sources = [p.source for p in run.train]
+    assert sorted(set(sources)) == ["toy", "toy/b"]
+    assert run.stats["oversample"] == {"epoch_pairs": 24 + 3 * 16, "by_source": {"toy": 24, "toy/b": 48}}
+    assert run.stats["num_steps"] == (24 + 48) // 4 == len(run.plan)
+    drawn = [sources[i] for step in run.plan for i in step]
+    assert drawn.count("toy/b") == 48 and drawn.count("toy") == 24
+    left_out = setup(cfg(tiny_llama, [a, b], tmp_path / "o", eval_size=0, eval_data=[str(a)],
+                         oversample={"toy": 0, "toy/b": 1}))  # "toy" covers "toy/b"; the longer key wins
+    assert {left_out.train[i].source for step in left_out.plan for i in step} == {"toy/b"}
+    with pytest.raises(ValueError, match="match no training pair's source"):
+        setup(cfg(tiny_llama, [a, b], tmp_path / "x", eval_size=0, eval_data=[str(a)], oversample={"uf": 2}))

@@ -57,3 +57,18 @@ def test_shard_same_pairs_any_world():
     assert one == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert [m for r in two for m in r] == one
     assert sorted(sum(shard(step, 1, 2, 2), [])) == [4, 5, 6, 7]
+
+
+def test_plan_repeats_oversample_and_leave_out():
+    lengths = [5] * 8
+    repeats = [3, 3, 1, 1, 1, 1, 0, 0]  # two pairs thrice, four once, two left out: 10 per epoch
+    plan = batch_plan(lengths, 5, 4, seed=0, repeats=repeats)
+    for epoch in (plan[:2], plan[2:]):
+        seen = sorted(i for step in epoch for i in step)
+        assert seen == [0, 0, 0, 1, 1, 1, 2, 3, 4, 5]
+    assert plan == batch_plan(lengths, 5, 4, seed=0, repeats=repeats)
+    assert batch_plan(lengths, 4, 2, seed=0, repeats=[1] * 8) == batch_plan(lengths, 4, 2, seed=0)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        batch_plan(lengths, 4, 1, repeats=[1, 1, 1, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="repeats has 2 entries for 8 pairs"):
+        batch_plan(lengths, 4, 1, repeats=[1, 1])

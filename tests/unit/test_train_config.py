@@ -12,12 +12,15 @@ def test_overrides_parse_as_yaml():
 def test_load_yaml_with_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("model: m\nlearning_rate: 1e-5\ndata: x.jsonl\n")
-    cfg = load_config(f, ["learning_rate=2e-4", "batch_size=2"])
+    cfg = load_config(f, ["learning_rate=2e-4", "batch_size=2", "oversample={ultrafeedback: 3}"])
     assert cfg.learning_rate == pytest.approx(2e-4) and cfg.batch_size == 2 and cfg.data == ["x.jsonl"]
+    assert cfg.oversample == {"ultrafeedback": 3}
 
 
 @pytest.mark.parametrize("bad", [{"truncation": "cut"}, {"batch_size": 0}, {"lr_scheduler": "step"},
-                                 {"mixed_precision": "fp8"}, {"warmup_ratio": 1.5}, {"max_steps": 0}])
+                                 {"mixed_precision": "fp8"}, {"warmup_ratio": 1.5}, {"max_steps": 0},
+                                 {"oversample": {"uf": -1}}, {"oversample": {"uf": 1.5}},
+                                 {"oversample": ["uf"]}])
 def test_post_init_rejects(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)

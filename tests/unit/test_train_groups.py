@@ -2,6 +2,7 @@
 ordered pairs, on hand-computed numbers."""
 import math
 
+import pytest
 import torch
 
 from rmkit.train.data import EncodedGroup, EncodedPair, merge_by_prompt, ranked_edges
@@ -36,3 +37,18 @@ def test_group_loss_by_hand():
     loss, c, r = step_loss(R, rewards, batch)
     sp = lambda d: math.log1p(math.exp(-d))  # -log sigmoid(d)
     assert loss.item() == __import__("pytest").approx((sp(2) + sp(1) + sp(1) + sp(0)) / 4, abs=1e-6)
+
+
+def test_oversample_repeats_match_sources_by_prefix():
+    from rmkit.train.data import oversample_repeats
+
+    items = [EncodedPair((1,), (2,), source=s) for s in
+             ("ultrafeedback", "hh-rlhf/harmless-base", "hh-rlhf/helpful-base", "hh-rlhfx", "other")]
+    assert oversample_repeats(items, {}) is None
+    assert oversample_repeats(items, {"ultrafeedback": 3, "hh-rlhf": 0}) == [3, 0, 0, 1, 1]
+    # the longest key wins; "hh-rlhf" does not cover "hh-rlhfx" (a prefix only up to a "/")
+    assert oversample_repeats(items, {"hh-rlhf": 2, "hh-rlhf/harmless-base": 0}) == [1, 0, 2, 1, 1]
+    with pytest.raises(ValueError, match=r"\['ultrafedback'\] match no training pair's source"):
+        oversample_repeats(items, {"ultrafedback": 3})
+    # pair_mode "all": a merged group keeps its pairs' source
+    assert merge_by_prompt([EncodedPair((1,), (2,), 0.0, "p", "uf")])[0].source == "uf"

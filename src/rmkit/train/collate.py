@@ -60,9 +60,9 @@ def pair_sequences(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list
     return [s for pair in pairs for s in pair]
 
 
-def _epoch_batches(lengths: Sequence[int], global_batch: int, rng: random.Random, group: bool
-                   ) -> list[list[int]]:
-    order = list(range(len(lengths)))
+def _epoch_batches(lengths: Sequence[int], members: Sequence[int], global_batch: int, rng: random.Random,
+                   group: bool) -> list[list[int]]:
+    order = list(members)
     rng.shuffle(order)
     if group:  # similar lengths together, within chunks of 64 batches; batch order shuffled again
         chunk = global_batch * 64
@@ -75,18 +75,24 @@ def _epoch_batches(lengths: Sequence[int], global_batch: int, rng: random.Random
 
 
 def batch_plan(lengths: Sequence[int], global_batch: int, num_steps: int, seed: int = 0,
-               group_by_length: bool = True) -> list[list[int]]:
+               group_by_length: bool = True, repeats: Sequence[int] | None = None) -> list[list[int]]:
     """Pair indices of every optimizer step, epoch after epoch (a partial last batch is dropped).
 
-    The plan depends only on (lengths, global_batch, seed), so it is the same for any number of
-    processes (each takes its slice of a step) and after a resume (the step number is the position).
+    `repeats[i]` is how many times pair i appears in an epoch (None: once each; 0 leaves it out): an
+    oversampled source repeats indices, so the pairs and anything keyed by them (the trunk store) stay as
+    they are. The plan depends only on (lengths, repeats, global_batch, seed), so it is the same for any
+    number of processes (each takes its slice of a step) and after a resume (the step number is the position).
     """
-    if len(lengths) < global_batch:
-        raise ValueError(f"{len(lengths)} training pairs are fewer than one global batch ({global_batch})")
+    if repeats is not None and len(repeats) != len(lengths):
+        raise ValueError(f"repeats has {len(repeats)} entries for {len(lengths)} pairs")
+    members = [i for i in range(len(lengths)) for _ in range(1 if repeats is None else repeats[i])]
+    if len(members) < global_batch:
+        raise ValueError(f"{len(members)} training pairs are fewer than one global batch ({global_batch})")
     plan: list[list[int]] = []
     epoch = 0
     while len(plan) < num_steps:
-        plan.extend(_epoch_batches(lengths, global_batch, random.Random(f"{seed}:{epoch}"), group_by_length))
+        plan.extend(_epoch_batches(lengths, members, global_batch, random.Random(f"{seed}:{epoch}"),
+                                   group_by_length))
         epoch += 1
     return plan[:num_steps]
 

@@ -72,6 +72,11 @@ class TrainConfig:
     mean over the micro-batch's pairs; `batch_size` then counts groups."""
     group_by_length: bool = True
     """Batch pairs of similar length together (within shuffled chunks of 64 micro-batches)."""
+    oversample: dict[str, int] = field(default_factory=dict)
+    """Times a source's pairs appear in every epoch: {"ultrafeedback": 3} (a key matches a pair's `source`
+    exactly or up to a "/": "hh-rlhf" covers "hh-rlhf/harmless-base"; 0 leaves a source out; others once).
+    The plan repeats pair indices, so the encoded data and the trunk store are unchanged; an epoch is then
+    the sum of the repeats, and `num_epochs` counts such epochs."""
     # ---- optimisation --------------------------------------------------------------------------
     batch_size: int = 4
     """Pairs per micro-batch per process (chosen + rejected = 2x sequences in one forward)."""
@@ -153,6 +158,10 @@ class TrainConfig:
                      "lora_r", "pack_row_tokens", "freeze_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not isinstance(self.oversample, dict) or any(
+                not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0
+                for k, v in self.oversample.items()):
+            raise ValueError(f"oversample must map sources to whole numbers >= 0, got {self.oversample!r}")
         if self.trunk_layer is not None and not 0 < self.trunk_layer <= self.freeze_layers:
             raise ValueError(f"trunk_layer must be in 1..freeze_layers ({self.freeze_layers}), got {self.trunk_layer}")
         if self.max_steps is not None and self.max_steps < 1:

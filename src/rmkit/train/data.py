@@ -33,6 +33,8 @@ class EncodedPair:
     margin: float = 0.0
     prompt: str = field(default="", compare=False)
     """The prompt's key (`prompt_key`), so that pair_mode "all" can merge the pairs of one prompt."""
+    source: str = field(default="", compare=False)
+    """The pair's `source` (what `oversample` matches)."""
 
     @property
     def length(self) -> int:
@@ -58,6 +60,7 @@ class EncodedGroup:
     responses: tuple[tuple[int, ...], ...]
     edges: tuple[tuple[int, int], ...]
     margins: tuple[float, ...]
+    source: str = field(default="", compare=False)
 
     @property
     def length(self) -> int:
@@ -170,7 +173,7 @@ def encode_pairs(tokenizer, pairs: Sequence[PreferencePair], *, max_length: int,
         if got is None:
             continue
         margin = float(p.meta.get(margin_key, 0.0)) if margin_key else 0.0
-        out.append(EncodedPair(tuple(got[0]), tuple(got[1]), margin, prompt_key(p)))
+        out.append(EncodedPair(tuple(got[0]), tuple(got[1]), margin, prompt_key(p), p.source))
     stats["encoded"] = len(out)
     return out, stats
 
@@ -188,7 +191,7 @@ def merge_by_prompt(encoded: Sequence[EncodedPair]) -> list[EncodedGroup]:
         for e in members:
             w, l = (index.setdefault(x, len(index)) for x in (e.chosen, e.rejected))
             edges.setdefault((w, l), e.margin)
-        groups.append(EncodedGroup(tuple(index), tuple(edges), tuple(edges.values())))
+        groups.append(EncodedGroup(tuple(index), tuple(edges), tuple(edges.values()), members[0].source))
     return groups
 
 
@@ -223,3 +226,29 @@ def sample(items: Sequence, n: int | None, seed: int) -> list:
         return list(items)
     keep = sorted(random.Random(seed).sample(range(len(items)), n))
     return [items[i] for i in keep]
+
+
+def oversample_repeats(items: Sequence, weights: dict[str, int]) -> list[int] | None:
+    """How many times each item appears in an epoch under `oversample` ({source: k}); None when empty.
+
+    A key matches an item's source exactly or as its prefix up to a "/" ("hh-rlhf" matches
+    "hh-rlhf/harmless-base"); the longest matching key wins; unmatched items appear once. A key that
+    matches no item is an error (a misspelt source would otherwise change nothing, silently)."""
+    if not weights:
+        return None
+    used: set[str] = set()
+
+    def factor(source: str) -> int:
+        keys = [k for k in weights if source == k or source.startswith(k.rstrip("/") + "/")]
+        if not keys:
+            return 1
+        key = max(keys, key=len)
+        used.add(key)
+        return weights[key]
+
+    repeats = [factor(getattr(it, "source", "")) for it in items]
+    missing = sorted(set(weights) - used)
+    if missing:
+        sources = sorted({getattr(it, "source", "") for it in items})
+        raise ValueError(f"oversample: {missing} match no training pair's source; the sources are {sources}")
+    return repeats

@@ -25,9 +25,9 @@ from rmkit.data.io import write_json_atomic, write_jsonl_atomic
 from rmkit.train import evaluation
 from rmkit.train.collate import batch_plan, shard, steps_per_epoch
 from rmkit.train.config import TrainConfig
-from rmkit.train.data import encode_pairs, heldout_split, load_sources, sample
+from rmkit.train.data import encode_pairs, heldout_split, load_sources, oversample_repeats, sample
 from rmkit.train.loss import bradley_terry_loss, pair_metrics
-from rmkit.train.model import FLASH, RewardForward, attention_of, export, load_for_training
+from rmkit.train.model import FLASH, RewardForward, atomic_dir, attention_of, export, load_for_training
 
 log = logging.getLogger("rmkit")
 
@@ -167,8 +167,13 @@ def setup(cfg: TrainConfig) -> Run:
     model, tok = load_for_training(cfg, device=str(acc.device))
     train, evalset, stats = prepare_data(cfg, tok)
     global_batch = cfg.batch_size * cfg.grad_accum * acc.num_processes
-    num_steps = total_steps(cfg, len(train), global_batch)
-    plan = batch_plan([p.length for p in train], global_batch, num_steps, cfg.seed, cfg.group_by_length)
+    repeats = oversample_repeats(train, cfg.oversample)
+    epoch_pairs = len(train) if repeats is None else sum(repeats)
+    num_steps = total_steps(cfg, epoch_pairs, global_batch)
+    plan = batch_plan([p.length for p in train], global_batch, num_steps, cfg.seed, cfg.group_by_length,
+                      repeats)
+    if repeats is not None:
+        stats["oversample"] = {"epoch_pairs": epoch_pairs, "by_source": _epoch_sources(train, repeats)}
     fwd = RewardForward(model)
     attention = attention_of(model)
     optimizer, scheduler = build_optimization(cfg, model, num_steps)
@@ -187,6 +192,16 @@ def setup(cfg: TrainConfig) -> Run:
 
         run.trunk = TrunkRunner.build(run)
     return run
+
+
+def _epoch_sources(items, repeats) -> dict[str, int]:
+    """Pairs of each source in one epoch of the plan."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for it, k in zip(items, repeats):
+        counts[getattr(it, "source", "")] += k
+    return dict(sorted(counts.items()))
 
 
 def collate_for(run: Run, items) -> dict:
@@ -341,33 +356,52 @@ def _accuracy(ev: dict) -> float | None:
     return (ev.get("heldout") or {}).get("accuracy")
 
 
-def keep_if_best(run: Run, ev: dict) -> bool:
+def keep_if_best(run: Run, ev: dict, exported: Path | None = None) -> bool:
     """With `save_best`: export the model to output_dir/best when `ev` (an evaluation of the model as it is
-    now) has the highest held-out accuracy of the run so far (ties keep the earlier one)."""
+    now) has the highest held-out accuracy of the run so far (ties keep the earlier one). `exported` is a
+    folder that already holds this model (the final export): it is copied rather than gathered again."""
     acc = _accuracy(ev)
     if not run.cfg.save_best or acc is None:
         return False
     earlier = [a for e in run.state.evals if e is not ev and (a := _accuracy(e)) is not None]
     if earlier and acc <= max(earlier):
         return False
+    best = Path(run.cfg.output_dir) / "best"
+    if exported is None:
+        summary = {"complete": False, "steps": run.state.step, "num_steps": len(run.plan), "best_of_evals": True,
+                   "data": run.stats, "eval": ev, "config": run.cfg.to_dict()}
+        _export_model(run, best, summary)
+    elif run.acc.is_main_process:
+        _copy_folder(exported, best)
+    if run.acc.is_main_process:
+        write_json_atomic(best / "eval.json", {"step": run.state.step, **ev})
+        log.info("step %d: held-out accuracy %.4f is the best so far; exported to %s", run.state.step, acc, best)
+    run.acc.wait_for_everyone()
+    return True
+
+
+def _copy_folder(src: Path, dst: Path) -> None:
+    """Replace `dst` with a copy of `src`, atomically (never a half-copied `dst`)."""
+    import shutil
+
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+def _export_model(run: Run, folder: Path, summary: dict, extra_files: dict | None = None) -> None:
+    """The model as it is now, with its card, to `folder`: the sharded state gathered on every process (a
+    collective call), written by the main one; the model's train / eval mode is kept."""
     from rmkit.train.card import model_card
 
-    out = Path(run.cfg.output_dir)
     run.acc.wait_for_everyone()
     state_dict = _gathered_state(run)
     if run.acc.is_main_process:
         model = run.acc.unwrap_model(run.model)
         was_training = model.training
         model.eval()
-        summary = {"complete": False, "steps": run.state.step, "num_steps": len(run.plan), "best_of_evals": True,
-                   "data": run.stats, "eval": ev, "config": run.cfg.to_dict()}
-        export(model, run.tok, out / "best", model_card(run.cfg, summary), state_dict=state_dict)
-        write_json_atomic(out / "best" / "eval.json", {"step": run.state.step, **ev})
+        export(model, run.tok, folder, model_card(run.cfg, summary), extra_files=extra_files,
+               state_dict=state_dict)
         model.train(was_training)
-        log.info("step %d: held-out accuracy %.4f is the best so far; exported to %s", run.state.step, acc,
-                 out / "best")
-    run.acc.wait_for_everyone()
-    return True
 
 
 def _gathered_state(run: Run) -> dict | None:
@@ -382,7 +416,7 @@ def _gathered_state(run: Run) -> dict | None:
 
 def finish(run: Run, complete: bool) -> dict:
     """Final evaluation, export (safetensors + tokenizer + model card), results.json, loss curve."""
-    from rmkit.train.card import model_card, plot_loss
+    from rmkit.train.card import plot_loss
 
     out = Path(run.cfg.output_dir)
     results = evaluation.run_eval(run, final=True) if run.cfg.final_eval else {}
@@ -390,19 +424,15 @@ def finish(run: Run, complete: bool) -> dict:
                "train_seconds": round(run.state.train_seconds, 1), "data": run.stats, "eval": results,
                "evals": run.state.evals,
                "config": run.cfg.to_dict()}
-    run.acc.wait_for_everyone()
-    state_dict = _gathered_state(run)
     if run.acc.is_main_process:
         _write_logs(run)
         plot_loss(run.state.history, out / "loss_curve.png", run.state.evals)
-        model = run.acc.unwrap_model(run.model)
-        model.eval()
-        export(model, run.tok, out / "model", model_card(run.cfg, summary),
-               extra_files={"loss_curve.png": out / "loss_curve.png"}, state_dict=state_dict)
+    _export_model(run, out / "model", summary, extra_files={"loss_curve.png": out / "loss_curve.png"})
+    if run.acc.is_main_process:
         write_json_atomic(out / "results.json", summary)
     run.acc.wait_for_everyone()
     if results:
-        keep_if_best(run, {"step": run.state.step, **results})
+        keep_if_best(run, {"step": run.state.step, **results}, exported=out / "model")
     return summary
 
 
