@@ -29,6 +29,17 @@ VLLM = dict(backend="vllm", dtype="float32", gpu_memory_utilization=0.05)
 TEMPLATES = {"llama": "llama3", "qwen2": "chatml", "gemma2": "gemma"}
 
 
+class Recorded:
+    """A scorer whose score_pairs keeps what it returned."""
+
+    def __init__(self, scorer):
+        self.scorer, self.name, self.rewards = scorer, scorer.name, None
+
+    def score_pairs(self, pairs):
+        self.rewards = self.scorer.score_pairs(pairs)
+        return self.rewards
+
+
 def _engine(path, **options):
     needs("vllm", "vllm")
     return RewardScorer.from_pretrained(str(path), **{**VLLM, **options})
@@ -43,12 +54,12 @@ def tiny_pair(request, tmp_path_factory):
                            **VLLM_TINY)
     hf = RewardScorer.from_pretrained(str(path), device="cpu")
     v = _engine(path)
-    yield arch, hf, v
+    yield arch, path, hf, v
     v.close()
 
 
 def test_tiny_models_give_the_hf_rewards(tiny_pair):
-    arch, hf, v = tiny_pair
+    arch, _, hf, v = tiny_pair
     assert v.backend == "vllm" and hf.backend == "hf"
     assert v.encode(CONVS) == hf.encode(CONVS)  # rmkit renders the ids, not vLLM
     a, b = hf.score(CONVS), v.score(CONVS)
@@ -63,11 +74,15 @@ def test_tiny_models_give_the_hf_rewards(tiny_pair):
     assert v.score_texts(texts) == pytest.approx(hf.score_texts(texts), abs=1e-4)
 
 
-def test_over_long_policy_is_rmkit_s(tiny_llama_vllm):
+@pytest.mark.parametrize("tiny_pair", ["llama"], indirect=True)  # the llama engine above, not a second one
+def test_over_long_policy_is_rmkit_s(tiny_pair):
+    """The length limit and the over-long policy are rmkit's, applied before the ids reach the engine."""
+    _, path, _, v = tiny_pair
     long = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 8},
             {"role": "assistant", "content": "Hello!"}]
-    hf = RewardScorer.from_pretrained(str(tiny_llama_vllm), device="cpu", max_length=48, truncation="skip")
-    v = _engine(tiny_llama_vllm, max_length=48, truncation="skip")
+    hf = RewardScorer.from_pretrained(str(path), device="cpu", max_length=48, truncation="skip")
+    limit, policy = v.max_length, v.config.truncation
+    v.max_length, v.config.truncation = 48, "skip"
     try:
         a, b = hf.score([CONVS[0], long]), v.score([CONVS[0], long])
         assert math.isnan(a[1]) and math.isnan(b[1]) and b[0] == pytest.approx(a[0], abs=1e-4)
@@ -80,7 +95,7 @@ def test_over_long_policy_is_rmkit_s(tiny_llama_vllm):
         with pytest.raises(TooLongError):
             v.score([long])
     finally:
-        v.close()
+        v.max_length, v.config.truncation = limit, policy
 
 
 def test_options_are_checked_before_the_engine_starts():
@@ -103,7 +118,7 @@ def test_options_are_checked_before_the_engine_starts():
 @pytest.mark.timeout(900)
 def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
     """The real 135M checkpoint: rewards within 1e-4 and the same chosen-vs-rejected decision on a
-    stratified RewardBench subsample (every subset), scored by `rmkit eval`'s own entry function."""
+    stratified RewardBench subsample (24 pairs, 20 subsets), scored by `rmkit eval`'s own entry function."""
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
 
     opts = dict(max_length=1024, truncation="truncate")
@@ -114,14 +129,16 @@ def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
     try:
         a, b = hf.score(CONVS), v.score(CONVS)
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
-        pairs = load_rewardbench(subsample=40, seed=0)  # the local copy under RMKIT_DATA_DIR
+        pairs = load_rewardbench(subsample=24, seed=0)  # the local copy under RMKIT_DATA_DIR: 20 subsets
         assert len({p.category for p in pairs}) >= 10
-        ra, rb = hf.score_pairs(pairs), v.score_pairs(pairs)
+        ha, vb = Recorded(hf), Recorded(v)  # each backend scores the pairs once, inside the entry function
+        res_a = evaluate_rewardbench(ha, pairs, n_boot=10, subsample=True)
+        res_b = evaluate_rewardbench(vb, pairs, n_boot=10, subsample=True)
+        ra, rb = ha.rewards, vb.rewards
+        assert len(ra) == len(rb) == len(pairs)
         assert max(abs(x - y) for s, t in zip(ra, rb) for x, y in zip(s, t)) < 1e-3
         decided = [(c > r) for c, r in ra], [(c > r) for c, r in rb]
         assert decided[0] == decided[1]
-        res_a = evaluate_rewardbench(hf, pairs, n_boot=10, subsample=True)
-        res_b = evaluate_rewardbench(v, pairs, n_boot=10, subsample=True)
         assert res_a["sections"] == pytest.approx(res_b["sections"])
     finally:
         v.close()
