@@ -155,19 +155,25 @@ def test_gradient_checkpointing_same_trajectory(tiny_llama, toy, tmp_path, lora_
     assert plain[-1] != pytest.approx(plain[0], abs=1e-4)
 
 
-def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path):
+def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path, caplog):
     """save_best: output_dir/best is the model of the first evaluation with the top held-out accuracy (the
     periodic ones and the final one), and it scores the held-out pairs as that evaluation recorded."""
+    import logging
+
     from rmkit.data import load_pairs
     from rmkit.evaluate.metrics import pairwise_correct
     from rmkit.score.scorer import RewardScorer
 
     held = write_toy(tmp_path / "held.jsonl", 24, seed=7)
-    summary = train(cfg(tiny_llama, toy, tmp_path, eval_data=[str(held)], learning_rate=2e-4, max_steps=6,
-                        eval_steps=1, save_best=True))
+    with caplog.at_level(logging.INFO, logger="rmkit"):
+        summary = train(cfg(tiny_llama, toy, tmp_path, eval_data=[str(held)], learning_rate=2e-4, max_steps=6,
+                            eval_steps=1, save_best=True))
     evals = summary["evals"] + [{"step": summary["steps"], **summary["eval"]}]
     accs = [e["heldout"]["accuracy"] for e in evals]
     assert len(evals) == 6 and len(set(accs)) > 1, accs  # the accuracy moved: the choice means something
+    for e in evals:  # every evaluation is in the log as it happens, not only in results.json at the end
+        assert f"held-out {100 * e['heldout']['accuracy']:.1f}% [" in caplog.text
+    assert "step 6 (final): held-out" in caplog.text
     best = json.loads((tmp_path / "best" / "eval.json").read_text())
     assert best["step"] == evals[accs.index(max(accs))]["step"]
     pairs = load_pairs(str(held))

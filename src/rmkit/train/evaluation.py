@@ -9,6 +9,7 @@ A pair the over-long policy skips scores NaN and counts as wrong, as in RewardBe
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import torch
 
 from rmkit.data.schema import PreferencePair
 from rmkit.train.data import EncodedPair, encode_pair
+
+log = logging.getLogger("rmkit")
 
 
 @dataclass
@@ -108,4 +111,20 @@ def run_eval(run, final: bool) -> dict:
                             seed=run.cfg.seed)
         res.pop("items")
         out["rewardbench"] = res
+    if run.acc.is_main_process:
+        log.info("step %d%s: %s", run.state.step, " (final)" if final else "", describe(out))
     return out
+
+
+def describe(results: dict) -> str:
+    """One line for the log: held-out accuracy with its interval (and by source), RewardBench score."""
+    parts = []
+    if "heldout" in results:
+        h = results["heldout"]
+        parts.append(f"held-out {100 * h['accuracy']:.1f}% [{100 * h['ci95'][0]:.1f}, {100 * h['ci95'][1]:.1f}] "
+                     f"of {h['n']}")
+        if h.get("by_source"):
+            parts.append("(" + ", ".join(f"{s} {100 * b['accuracy']:.1f}" for s, b in h["by_source"].items()) + ")")
+    if "rewardbench" in results:
+        parts.append(f"RewardBench subsample {100 * results['rewardbench']['score']:.1f}")
+    return " ".join(parts) or "nothing to evaluate"
