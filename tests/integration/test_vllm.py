@@ -25,7 +25,7 @@ CONVS = [
      {"role": "assistant", "content": "Sure, here is a poem about the sea and the sky."}],
     [U, {"role": "assistant", "content": ""}],
 ]
-VLLM = dict(backend="vllm", dtype="float32", gpu_memory_utilization=0.05)
+VLLM = dict(backend="vllm", dtype="float32", kv_cache_memory_bytes=64 << 20)
 TEMPLATES = {"llama": "llama3", "qwen2": "chatml", "gemma2": "gemma"}
 
 
@@ -98,6 +98,18 @@ def test_over_long_policy_is_rmkit_s(tiny_pair):
         v.max_length, v.config.truncation = limit, policy
 
 
+def test_cpu_kv_cache_is_set_in_bytes_not_as_a_share_of_the_node():
+    needs("vllm", "vllm")
+    from rmkit.score.vllm_scorer import CPU_KV_CACHE_BYTES, VLLMConfig, engine_args
+
+    assert engine_args(VLLMConfig(), 512)["kv_cache_memory_bytes"] == CPU_KV_CACHE_BYTES
+    assert engine_args(VLLMConfig(kv_cache_memory_bytes=1 << 20), 512)["kv_cache_memory_bytes"] == 1 << 20
+    given = engine_args(VLLMConfig(gpu_memory_utilization=0.3), 512)
+    assert given["gpu_memory_utilization"] == 0.3 and "kv_cache_memory_bytes" not in given
+    with pytest.raises(ValueError, match="kv_cache_memory_bytes"):
+        VLLMConfig(kv_cache_memory_bytes=0)
+
+
 def test_options_are_checked_before_the_engine_starts():
     from rmkit.score.vllm_scorer import VLLMConfig, vllm_options
 
@@ -123,9 +135,8 @@ def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
 
     opts = dict(max_length=1024, truncation="truncate")
     hf = RewardScorer.from_pretrained("smollm2-135m", device="cpu", **opts)
-    # the memory fraction covers the worker's weights and buffers too: 0.05 of a node leaves no KV cache
-    # for a 135M model in fp32 ("requested memory for kv (-0.43/0.98 GiB)"); 0.2 is what section 9 measured
-    v = _engine("smollm2-135m", gpu_memory_utilization=0.2, **opts)
+    # the CPU default: a KV cache of CPU_KV_CACHE_BYTES, whatever memory the NUMA node reports
+    v = _engine("smollm2-135m", kv_cache_memory_bytes=None, **opts)
     try:
         a, b = hf.score(CONVS), v.score(CONVS)
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)

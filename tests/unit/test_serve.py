@@ -33,7 +33,7 @@ def scorer(request):
 
     needs("vllm", "vllm")
     sc = RewardScorer.from_pretrained(str(request.getfixturevalue("tiny_llama_vllm")), backend="vllm",
-                                      engine="async", dtype="float32", gpu_memory_utilization=0.05)
+                                      engine="async", dtype="float32", kv_cache_memory_bytes=64 << 20)
     yield sc
     sc.close()
 

@@ -49,8 +49,13 @@ class VLLMConfig:
     """vLLM's `max_num_seqs`; None = vLLM's default."""
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float | None = None
-    """Fraction of device memory vLLM may take; None = 0.9 on a GPU, 0.2 of a NUMA node on CPU (the CPU
-    build's default, 0.92, fails to start beside anything else)."""
+    """Fraction of device memory vLLM may take; None = 0.9 on a GPU. On CPU, given, it is a fraction of the
+    process's NUMA node (less what the worker already holds), else the KV cache is `kv_cache_memory_bytes`."""
+    kv_cache_memory_bytes: int | None = None
+    """The KV cache's size in bytes (vLLM's `kv_cache_memory_bytes`), instead of a memory fraction. None on CPU
+    without `gpu_memory_utilization`: CPU_KV_CACHE_BYTES. A fraction of a node depends on what the node reports:
+    on a 24 GiB machine whose node 0 reports 7.8 GiB, 0.05 of it is less than a tiny model's worker holds and
+    the engine refuses to start."""
     enforce_eager: bool = True
     """No CUDA graphs / torch.compile: start-up in seconds. Set False for long-running GPU servers."""
     enable_prefix_caching: bool = True
@@ -78,6 +83,8 @@ class VLLMConfig:
             raise ValueError("tensor_parallel_size must be >= 1")
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if self.kv_cache_memory_bytes is not None and self.kv_cache_memory_bytes <= 0:
+            raise ValueError("kv_cache_memory_bytes must be > 0")
 
 
 def vllm_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +210,10 @@ class VLLMScorer(ConversationScorer):
             shutdown()
 
 
+CPU_KV_CACHE_BYTES = 1 << 30
+"""The CPU default KV cache: 1 GiB holds ~23K tokens of SmolLM2-135M in fp32 (30 layers x 2 x 3 KV heads x 64)."""
+
+
 def engine_args(cfg: VLLMConfig, max_length: int | None) -> dict[str, Any]:
     """rmkit's options as vLLM engine arguments."""
     cpu = on_cpu()
@@ -212,6 +223,11 @@ def engine_args(cfg: VLLMConfig, max_length: int | None) -> dict[str, Any]:
                                 gpu_memory_utilization=util, enforce_eager=cfg.enforce_eager,
                                 enable_prefix_caching=cfg.enable_prefix_caching, seed=cfg.seed,
                                 trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    kv_bytes = cfg.kv_cache_memory_bytes
+    if kv_bytes is None and cpu and cfg.gpu_memory_utilization is None:
+        kv_bytes = CPU_KV_CACHE_BYTES
+    if kv_bytes is not None:
+        args["kv_cache_memory_bytes"] = int(kv_bytes)
     if max_length is not None:
         args["max_model_len"] = max_length
     if cfg.batch_tokens is not None:
