@@ -93,3 +93,44 @@ def test_rebuilds_on_a_new_export_and_refuses_damage_or_size(tiny_llama, run_dir
     assert not (shipped_dir / "big" / trained.WEIGHTS).exists()
     with pytest.raises(ValueError, match="nothing was trained"):
         trained.export(tiny_llama, str(tiny_llama), shipped_dir / "same")
+
+
+def test_a_lora_run_ships_as_low_rank_factors(tiny_llama, tmp_path, shipped_dir, monkeypatch):
+    """LoRA (r=2) on the top layer: each adapted matrix's merged delta has rank 2, so it ships as two float32
+    factors that rebuild it to 0.1% and take less room than its bf16 delta would."""
+    from rmkit.score.scorer import RewardScorer
+
+    monkeypatch.setattr(trained, "WHOLE_BELOW", 100)  # the tiny model's matrices count as large here
+    toy = write_toy(tmp_path / "toy.jsonl", 24, seed=3)
+    train(cfg(tiny_llama, toy, tmp_path / "run", max_steps=4, freeze_layers=1, lora_r=2, lora_alpha=8,
+              learning_rate=5e-2, final_eval=False))
+    run_model = tmp_path / "run" / "model"
+    m = trained.export(run_model, str(tiny_llama), shipped_dir / "tiny-lora")
+    lowrank = [k for k, v in m["tensors"].items() if v == "lowrank"]
+    assert lowrank and all(".layers.1." in k for k in lowrank)
+    part = load_file(shipped_dir / "tiny-lora" / trained.WEIGHTS)
+    want, base = load_file(run_model / "model.safetensors"), load_file(tiny_llama / "model.safetensors")
+    for k in lowrank:
+        a, b = part[k + ".lowrank_a"], part[k + ".lowrank_b"]
+        assert k not in part and a.dtype == torch.float32 and a.shape[1] == b.shape[0] <= 2
+        assert a.numel() + b.numel() < want[k].numel() / 2
+    out = trained.build("tiny-lora", embedded.cache_dir() / "models" / "tiny-lora")
+    got = load_file(out / "model.safetensors")
+    for k in lowrank:
+        change = (want[k] - base[k]).norm().item()
+        assert change > 0 and (got[k] - want[k]).norm().item() <= 1e-3 * change
+    ref = RewardScorer.from_pretrained(str(run_model), dtype="float32")
+    shipped = RewardScorer.from_pretrained("tiny-lora", dtype="float32")
+    for (a, b), (c, d) in zip(shipped.score_pairs(_pairs()), ref.score_pairs(_pairs())):
+        assert a == pytest.approx(c, abs=1e-4) and b == pytest.approx(d, abs=1e-4)
+
+
+def test_low_rank_keeps_a_full_rank_delta_dense():
+    torch.manual_seed(0)
+    u, v = torch.randn(64, 3), torch.randn(3, 48)
+    a, b = trained.low_rank(u @ v)
+    assert a.shape == (64, 3) and b.shape == (3, 48)
+    assert ((a @ b) - u @ v).norm() <= 1e-3 * (u @ v).norm()
+    assert trained.low_rank(torch.randn(64, 48)) is None  # full rank: the bf16 delta is smaller
+    assert trained.low_rank(torch.zeros(64, 48)) is None
+    assert trained.low_rank(torch.randn(64)) is None

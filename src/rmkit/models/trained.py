@@ -7,7 +7,9 @@ A run that freezes the embeddings and the lower layers changes only the top laye
 score head. `export` keeps exactly the tensors that differ from the backbone: large ones as a bfloat16
 *delta* (trained - base: rounding a delta to 8 bits of mantissa moves each weight by ~0.4% of its change, where
 rounding the weight itself would move it by ~0.4% of its size, more than a fine-tune's change), small ones
-(norms, the head) whole in float32. `build` adds them back onto the prepared backbone and writes a plain HF
+(norms, the head) whole in float32. A large delta of low rank (a LoRA run's, merged at export) ships as its two
+float32 factors, (out, r) and (r, in), when those take less room than the bf16 delta and reproduce it to 0.1%
+(Frobenius): LoRA on eight layers of SmolLM2-135M fits in a few MB where its dense deltas would take 56. `build` adds them back onto the prepared backbone and writes a plain HF
 checkpoint under the cache, so every engine (transformers, vLLM) loads it like any other; the cache is keyed
 by the shipped file's sha256, so a new export rebuilds it.
 """
@@ -25,6 +27,11 @@ MANIFEST = "manifest.json"
 CARD = "README.md"
 WHOLE_BELOW = 65_536
 """Tensors with fewer elements than this are shipped whole in float32 (norms, the score head)."""
+LOWRANK_ERROR = 1e-3
+"""A delta ships as low-rank factors only if they reproduce it to this relative (Frobenius) error: a quarter
+of what rounding the dense delta to bfloat16 costs (~2^-9 per element)."""
+LOWRANK_MAX_ELEMENTS = 1 << 26
+"""Larger matrices are not factorised (their SVD alone would take minutes); they ship as dense deltas."""
 
 
 def shipped() -> dict[str, Path]:
@@ -41,6 +48,34 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def low_rank(delta) -> tuple | None:
+    """(a, b) with a @ b == delta to LOWRANK_ERROR, when the two factors hold fewer bytes in float32 than
+    delta does in bfloat16; else None. The rank is the smallest that leaves that much of the delta's norm."""
+    import torch
+
+    if delta.ndim != 2 or delta.numel() > LOWRANK_MAX_ELEMENTS:
+        return None
+    m, n = delta.shape
+    most = (m * n) // (2 * (m + n))  # 4 bytes x r x (m + n) < 2 bytes x m x n
+    if most < 1:
+        return None
+    d = delta.double()
+    u, s, vh = torch.linalg.svd(d, full_matrices=False)
+    total = float(s.square().sum())
+    if total == 0.0:
+        return None
+    tail = s.square().flip(0).cumsum(0).flip(0)  # tail[r] = energy left out by keeping r components
+    tail = torch.cat([tail, tail.new_zeros(1)])
+    r = int((tail > (LOWRANK_ERROR ** 2) * total).sum())
+    if r > most:
+        return None
+    root = s[:r].sqrt()
+    a, b = (u[:, :r] * root).float().contiguous(), (root[:, None] * vh[:r]).float().contiguous()
+    if float((a.double() @ b.double() - d).norm()) > LOWRANK_ERROR * float(d.norm()):
+        return None
+    return a, b
 
 
 def _state(folder: Path) -> dict:
@@ -80,6 +115,8 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
             continue
         if a.numel() < WHOLE_BELOW:
             tensors[key], modes[key] = a.float().contiguous(), "whole"
+        elif (factors := low_rank(a.float() - b.float())) is not None:
+            (tensors[key + ".lowrank_a"], tensors[key + ".lowrank_b"]), modes[key] = factors, "lowrank"
         else:
             tensors[key], modes[key] = (a.float() - b.float()).to(torch.bfloat16).contiguous(), "delta"
     if not tensors:
@@ -121,9 +158,10 @@ def build(name: str, out: Path, *, force: bool = False) -> Path:
     state = _state(base)
     part = load_file(folder / WEIGHTS)
     for key, mode in manifest["tensors"].items():
-        if key not in state or state[key].shape != part[key].shape:
+        shipped_value = part[key + ".lowrank_a"] @ part[key + ".lowrank_b"] if mode == "lowrank" else part[key]
+        if key not in state or state[key].shape != shipped_value.shape:
             raise ValueError(f"{folder}: tensor {key} does not fit the backbone {manifest['base']}")
-        value = part[key].float() if mode == "whole" else state[key].float() + part[key].float()
+        value = shipped_value.float() if mode == "whole" else state[key].float() + shipped_value.float()
         state[key] = value.to(state[key].dtype)
     config = AutoConfig.from_pretrained(base)
     config.rmkit_untrained_head = False
