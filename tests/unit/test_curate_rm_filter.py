@@ -48,3 +48,23 @@ def test_rm_filter_margin_and_scorer_object(tiny_llama):
     gaps = sorted(c - r for c, r in scorer.score_pairs(pairs) if c > r)
     kept, _ = rm_consistency(pairs, scorer, margin=gaps[len(gaps) // 2])
     assert len(kept) == len(gaps) - len(gaps) // 2 - 1
+
+
+def test_load_scorer_routes_options_through_build_scorer(tiny_llama):
+    pytest.importorskip("torch")
+    from rmkit.curate.filters import load_scorer
+    from rmkit.score.baselines import RandomScorer
+    from rmkit.score.scorer import RewardScorer
+
+    # local engine: the Ray-only keys are not passed to the scorer, None means "the default"
+    scorer = load_scorer(str(tiny_llama), {"engine": "local", "actors": 3, "address": None, "max_length": 40,
+                                           "truncation": "skip", "batch_tokens": None})
+    assert isinstance(scorer, RewardScorer)
+    assert scorer.config.max_length == 40 and scorer.config.truncation == "skip"
+    assert scorer.config.batch_tokens == 8192
+    pairs = pairs_and_swaps()
+    random7 = load_scorer("random", {"seed": 7})
+    assert random7.score_pairs(pairs) == RandomScorer(seed=7).score_pairs(pairs)
+    assert random7.score_pairs(pairs) != load_scorer("random").score_pairs(pairs)
+    with pytest.raises(ValueError, match="engine"):
+        load_scorer(str(tiny_llama), {"engine": "spark"})

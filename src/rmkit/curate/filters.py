@@ -66,24 +66,18 @@ def exact_dedup(pairs: Iterable[PreferencePair]) -> tuple[list[PreferencePair], 
 
 
 def load_scorer(model: Any, options: dict | None = None):
-    """A Scorer object as is; "length" / "random" baselines; else RewardScorer.from_pretrained, or with
-    options `engine: ray` (and `actors`, `gpus_per_actor`, `address`) a RayScorer over a pool of actors."""
+    """A Scorer object as is; "length" / "random" baselines (option `seed` for random); else
+    `rmkit.score.factory.build_scorer(model, **options)`: RewardScorer.from_pretrained, or with `engine: ray`
+    (and `actors`, `gpus_per_actor`, `address`) a RayScorer over a pool of actors."""
     if not isinstance(model, str):
         return model
     from rmkit.score.baselines import BASELINES
+    from rmkit.score.factory import build_scorer
 
-    if model in BASELINES:
-        return BASELINES[model]()
     options = dict(options or {})
-    if options.get("engine", "local") != "local":
-        from rmkit.score.factory import build_scorer
-
-        return build_scorer(model, **options)
-    for ray_only in ("engine", "actors", "gpus_per_actor", "address"):
-        options.pop(ray_only, None)
-    from rmkit.score.scorer import RewardScorer  # torch: imported only here
-
-    return RewardScorer.from_pretrained(model, **options)
+    if model in BASELINES:
+        return build_scorer(baseline=model, seed=options.get("seed", 0))
+    return build_scorer(model, **options)
 
 
 def rm_consistency(pairs: Sequence[PreferencePair], scorer: Any, *, margin: float = 0.0,

@@ -45,8 +45,9 @@ ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a nam
                                                     "with the reason, in the results)")
 
 
-def scorer_from_cli(model, baseline, *, seed, dtype, batch_tokens, max_length, truncation, device,
+def scorer_from_cli(model, baseline, seed, dtype, batch_tokens, max_length, truncation, device,
                     attn_implementation=None, backend="hf", engine="local", actors=2, gpus_per_actor=0.0):
+    """The scorer every eval command builds from its shared options (a model, or a baseline)."""
     from rmkit.score.factory import build_scorer
 
     return build_scorer(model, baseline, seed=seed, backend=backend, engine=engine, actors=actors,
@@ -105,10 +106,8 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     from rmkit.evaluate.common import attach_pair_diagnostics
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
 
-    sc = scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
-                         max_length=max_length, truncation=truncation, device=device,
-                         attn_implementation=attn_implementation, backend=backend, engine=engine,
-                         actors=actors, gpus_per_actor=gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
@@ -117,14 +116,6 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
     attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
     results["model"] = model or scorer   # the leaderboard's Model column
     finish(results, output, report, "RewardBench v1", skipped)
-
-
-def _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device, attn, backend="hf",
-            engine="local", actors=2, gpus_per_actor=0.0):
-    return scorer_from_cli(model, scorer, seed=seed, dtype=dtype, batch_tokens=batch_tokens,
-                           max_length=max_length, truncation=truncation, device=device,
-                           attn_implementation=attn, backend=backend, engine=engine, actors=actors,
-                           gpus_per_actor=gpus_per_actor)
 
 
 def _with_stats(results: dict, sc) -> dict:
@@ -146,8 +137,8 @@ def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Ba
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
-    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     items = load_rewardbench2(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
     n = sum(len(it.completions) for it in items)
@@ -172,8 +163,8 @@ def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Baselin
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
-    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain, errors=errors, skipped=skipped)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
@@ -197,8 +188,8 @@ def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Base
     """JudgeBench (both answer orders, or --single-game; micro accuracy per category and source)."""
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
-    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
@@ -221,8 +212,8 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
-    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle, errors=errors, skipped=skipped)
     ties = sum(p.meta["tie"] for p in pairs)
@@ -251,8 +242,8 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
     from rmkit.evaluate.common import check_errors, json_safe
 
     check_errors(errors)
-    sc = _scorer(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                 attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
+                         attn_implementation, backend, engine, actors, gpus_per_actor)
     skipped = Counter()
     pairs = load_pairs(data, errors=errors, skipped=skipped)
     if not pairs:

@@ -161,10 +161,15 @@ def _init_ray(address: str | None, actors: int, num_cpus: float, progress_bars: 
 
 def _scored(ds, actor_kwargs: dict, *, actors: int, batch_size: int, num_cpus: float, num_gpus: float,
             max_restarts: int):
-    """`ds` through a pool of `actors` ScorerActors (restarted and their batch retried if one dies)."""
-    return ds.map_batches(ScorerActor, batch_size=batch_size, concurrency=actors, num_cpus=num_cpus,
-                          num_gpus=num_gpus, batch_format="numpy", fn_constructor_kwargs=actor_kwargs,
-                          max_restarts=max_restarts, max_task_retries=max_restarts)
+    """`ds` through a pool of `actors` ScorerActors (restarted and their batch retried if one dies). The restart
+    options still go as Ray remote args: Ray 2.60 has no other way to give them (it warns that the way goes in
+    2.64)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(ScorerActor, batch_size=batch_size, compute=ActorPoolStrategy(size=actors),
+                          num_cpus=num_cpus, num_gpus=num_gpus, batch_format="numpy",
+                          fn_constructor_kwargs=actor_kwargs, max_restarts=max_restarts,
+                          max_task_retries=max_restarts)
 
 
 class RayScorer:
