@@ -9,9 +9,10 @@ score head. `export` keeps exactly the tensors that differ from the backbone: la
 rounding the weight itself would move it by ~0.4% of its size, more than a fine-tune's change), small ones
 (norms, the head) whole in float32. A large delta of low rank (a LoRA run's, merged at export) ships as its two
 float32 factors, (out, r) and (r, in), when those take less room than the bf16 delta and reproduce it to 0.1%
-(Frobenius): LoRA on eight layers of SmolLM2-135M fits in a few MB where its dense deltas would take 56. `build` adds them back onto the prepared backbone and writes a plain HF
-checkpoint under the cache, so every engine (transformers, vLLM) loads it like any other; the cache is keyed
-by the shipped file's sha256, so a new export rebuilds it.
+(Frobenius): LoRA r=16 on eight layers of SmolLM2-135M takes ~5 MB where its dense deltas would take 56.
+`build` adds them back onto the prepared backbone and writes a plain HF checkpoint under the cache, so every
+engine (transformers, vLLM) loads it like any other; the cache is keyed by the shipped file's sha256, so a new
+export rebuilds it.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ CARD = "README.md"
 WHOLE_BELOW = 65_536
 """Tensors with fewer elements than this are shipped whole in float32 (norms, the score head)."""
 LOWRANK_ERROR = 1e-3
-"""A delta ships as low-rank factors only if they reproduce it to this relative (Frobenius) error: a quarter
-of what rounding the dense delta to bfloat16 costs (~2^-9 per element)."""
+"""A delta ships as low-rank factors only if they reproduce it to this relative (Frobenius) error, under what
+rounding the dense delta to bfloat16 costs (up to 2^-9 of each element)."""
 LOWRANK_MAX_ELEMENTS = 1 << 26
 """Larger matrices are not factorised (their SVD alone would take minutes); they ship as dense deltas."""
 
