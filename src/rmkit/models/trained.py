@@ -67,9 +67,8 @@ def low_rank(delta) -> tuple | None:
     total = float(s.square().sum())
     if total == 0.0:
         return None
-    tail = s.square().flip(0).cumsum(0).flip(0)  # tail[r] = energy left out by keeping r components
-    tail = torch.cat([tail, tail.new_zeros(1)])
-    r = int((tail > (LOWRANK_ERROR ** 2) * total).sum())
+    left_out = total - s.square().cumsum(0)  # left_out[i]: the energy not in the first i + 1 components
+    r = 1 + int((left_out > (LOWRANK_ERROR ** 2) * total).sum())
     if r > most:
         return None
     root = s[:r].sqrt()
@@ -116,10 +115,12 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
             continue
         if a.numel() < WHOLE_BELOW:
             tensors[key], modes[key] = a.float().contiguous(), "whole"
-        elif (factors := low_rank(a.float() - b.float())) is not None:
+            continue
+        delta = a.float() - b.float()
+        if (factors := low_rank(delta)) is not None:
             (tensors[key + ".lowrank_a"], tensors[key + ".lowrank_b"]), modes[key] = factors, "lowrank"
         else:
-            tensors[key], modes[key] = (a.float() - b.float()).to(torch.bfloat16).contiguous(), "delta"
+            tensors[key], modes[key] = delta.to(torch.bfloat16).contiguous(), "delta"
     if not tensors:
         raise ValueError(f"{trained_dir} equals {base}: nothing was trained")
     out = Path(out)
