@@ -8,7 +8,10 @@ preferred side (one parameter: the order of the two replies cannot change a rewa
 so each pair counts once each way). Reported before (T = 1) and after: log-loss, Brier score, and the expected
 calibration error (ECE, 10 equal-width bins over P(first better), both orders), with a reliability diagram.
 `--save` writes `calibration.json` beside a local model; `rmkit serve` then returns calibrated
-`prob_first_better`, and `RewardScorer.temperature` reads it.
+`prob_first_better`, and `RewardScorer.temperature` reads it. The same file holds the mean and standard
+deviation of every reward on those pairs (`reward_mean`, `reward_std`): the reference an RL loop
+normalises rewards by (`rmkit.integrations.trl.reward_function(M, normalize=True)`, OpenRLHF's
+config.mean / config.std).
 """
 from __future__ import annotations
 
@@ -89,7 +92,16 @@ def calibrate(rewards: Sequence[tuple[float, float]]) -> dict[str, Any]:
     margins = [c - r for c, r in rewards]
     t = fit_temperature(margins)
     return {"temperature": t, "before": metrics(margins, 1.0), "after": metrics(margins, t),
-            "accuracy": float(np.mean([c > r for c, r in rewards])), "n_pairs": len(margins)}
+            "accuracy": float(np.mean([c > r for c, r in rewards])), "n_pairs": len(margins),
+            "reward_stats": reward_stats([x for pair in rewards for x in pair])}
+
+
+def reward_stats(rewards: Sequence[float]) -> dict[str, float]:
+    """Mean and (population) standard deviation of the finite rewards: the reference for normalising."""
+    r = np.asarray([x for x in rewards if math.isfinite(x)], float)
+    if r.size == 0:
+        raise ValueError("no finite rewards to measure")
+    return {"mean": float(r.mean()), "std": float(r.std()), "n": int(r.size)}
 
 
 def reliability_png(result: dict[str, Any], path: str | Path) -> Path:
@@ -135,3 +147,22 @@ def read_temperature(model_dir: str | Path | None) -> float:
     if not (isinstance(t, (int, float)) and t > 0):
         raise ValueError(f"{f}: temperature must be a positive number, got {t!r}")
     return float(t)
+
+
+def read_reward_stats(path: str | Path) -> tuple[float, float]:
+    """(mean, std) of the reference rewards saved by `rmkit calibrate --save` (a calibration.json, or the
+    model folder holding one). A missing file or field is an error naming what to run."""
+    import json
+
+    f = Path(path)
+    f = f / CALIBRATION_FILE if f.is_dir() else f
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} not found: run `rmkit calibrate --model M --data PAIRS --save` to "
+                                "measure the reward mean and std on a reference set")
+    data = json.loads(f.read_text(encoding="utf-8"))
+    mean, std = data.get("reward_mean"), data.get("reward_std")
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (mean, std)):
+        raise ValueError(f"{f} holds no reward_mean / reward_std: rerun `rmkit calibrate ... --save`")
+    if std <= 0:
+        raise ValueError(f"{f}: reward_std must be positive, got {std}")
+    return float(mean), float(std)

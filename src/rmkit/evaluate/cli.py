@@ -269,6 +269,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
             raise ValueError("--save needs a model loaded from a local folder (the calibration goes beside it)")
         write_json_atomic(folder / CALIBRATION_FILE, json_safe({
             "temperature": result["temperature"], "fitted_on": str(data), "n_pairs": result["n_pairs"],
+            "reward_mean": result["reward_stats"]["mean"], "reward_std": result["reward_stats"]["std"],
             "before": {k: result["before"][k] for k in ("log_loss", "brier", "ece")},
             "after": {k: result["after"][k] for k in ("log_loss", "brier", "ece")}}))
         console.print(f"saved T beside the model: {folder / CALIBRATION_FILE}")
