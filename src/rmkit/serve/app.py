@@ -6,8 +6,11 @@
     app = create_app(RewardScorer.from_pretrained("smollm2-135m"), ServeConfig())
     # uvicorn.run(app, host="127.0.0.1", port=8000)   -- or: rmkit serve --model smollm2-135m
 
-Endpoints: POST /v1/rewards, /v1/compare, /v1/rank (rmkit), /get_reward (OpenRLHF serve_rm),
-/classify and /v1/classify (vLLM / SGLang); GET /health, /metrics (Prometheus text), /docs.
+Endpoints: POST /v1/rewards, /v1/compare, /v1/rank (rmkit), /get_reward (OpenRLHF's remote RM:
+{query, prompts, labels} → {rewards, scores, extra_logs}), /classify and /v1/classify (vLLM: what
+verl's reward loop sends), /v1/embeddings (SGLang's reward-model shape); GET /health, /metrics
+(Prometheus text), /docs. Concurrent requests whose sequences share a prompt (GRPO's G rollouts, sent
+together or one by one) run it once (`rmkit.serve.sharing`: exact, the same rewards).
 Input is validated and tokenized in the handler, so bad input never reaches the queue: malformed JSON
 or roles → 422, a conversation over the token limit → 422, too big a body or too many conversations
 → 413 (each message names its limit), a full queue → 503 with Retry-After, a missing API key → 401.
@@ -16,6 +19,7 @@ Rewards are raw logits (no sigmoid); null only for input skipped under truncatio
 """
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -26,9 +30,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from rmkit.data.schema import DataError
 from rmkit.score.scorer import ConversationScorer
 from rmkit.serve import schemas as S
+from rmkit.serve.batcher import MicroBatcher
+from rmkit.serve.compat import encode_plain, sigmoid, strip_padding
 from rmkit.serve.config import ServeConfig
 from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics, ShedLoad
 from rmkit.serve.metrics import CONTENT_TYPE
+from rmkit.serve.sharing import shared_score_fn
 from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
 
 
@@ -36,6 +43,8 @@ def create_app(scorer: ConversationScorer, config: ServeConfig | None = None) ->
     """The app; run it under uvicorn (or `with TestClient(app)`, so the lifespan starts the batcher)."""
     config = config or ServeConfig()
     state = ServerState(scorer, config)
+    if isinstance(state.batcher, MicroBatcher) and _takes_groups(scorer):
+        state.batcher.score_fn = shared_score_fn(scorer)  # a pool's shared prompts run once (exact)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -60,6 +69,16 @@ def create_app(scorer: ConversationScorer, config: ServeConfig | None = None) ->
     _add_compat_routes(app, state)
     _add_ops_routes(app, state)
     return app
+
+
+def _takes_groups(scorer) -> bool:
+    """Whether the scorer runs prefix-shared groups (`RewardScorer.shares`) through score_ids(groups=...)."""
+    if not getattr(scorer, "shares", False):
+        return False
+    try:
+        return "groups" in inspect.signature(scorer.score_ids).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _add_rmkit_routes(app: FastAPI, state: ServerState) -> None:
@@ -95,23 +114,39 @@ def _with_prompt(prompt, responses) -> list[list]:
 def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/get_reward", response_model=S.GetRewardResponse)
     async def get_reward(body: S.GetRewardRequest):
-        """OpenRLHF `serve_rm`: fully formatted texts, tokenized as given (no chat template)."""
-        r = json_floats(await state.score(state.encode_texts(body.query)))
+        """OpenRLHF's remote RM: fully formatted texts, tokenized as given (no chat template) once the
+        padding OpenRLHF decodes with them is stripped; `prompts` and `labels` are accepted, not used."""
+        tok = state.scorer.tokenizer
+        texts = [strip_padding(t, tok.pad_token, tok.eos_token) for t in body.query]
+        r = json_floats(await state.score(state.encode_texts(texts)))
         return {"rewards": r, "scores": r, "extra_logs": {}}
 
+    async def _texts(texts: list[str], add_special_tokens: bool | None = None):
+        ids = encode_plain(state, texts) if add_special_tokens is False else state.encode_texts(texts)
+        return await state.score(ids), sum(len(x) for x in ids if x is not None)
+
     async def classify(body: S.ClassifyRequest):
-        """vLLM / SGLang classification shape; `probs` holds the raw reward (no sigmoid)."""
+        """vLLM's classification shape (verl's reward loop): `probs` holds the raw reward, or its sigmoid
+        when use_activation (activation) is true."""
         texts = [body.input] if isinstance(body.input, str) else body.input
-        ids = state.encode_texts(texts)
-        r = json_floats(await state.score(ids))
-        tokens = sum(len(x) for x in ids if x is not None)
+        rewards, tokens = await _texts(texts, body.add_special_tokens)
+        if body.use_activation or (body.use_activation is None and body.activation):
+            rewards = [sigmoid(x) for x in rewards]
         return {"id": f"classify-{uuid.uuid4().hex}", "created": int(time.time()), "model": state.model_name,
                 "data": [{"index": i, "label": state.label, "probs": [x], "num_classes": 1}
-                         for i, x in enumerate(r)],
+                         for i, x in enumerate(json_floats(rewards))],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
 
     for path in ("/classify", "/v1/classify"):
         app.add_api_route(path, classify, methods=["POST"], response_model=S.ClassifyResponse)
+
+    @app.post("/v1/embeddings", response_model=S.EmbeddingsResponse)
+    async def embeddings(body: S.EmbeddingsRequest):
+        """SGLang's reward-model shape (verl with an SGLang engine): `embedding` is [raw reward]."""
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        rewards, tokens = await _texts(texts)
+        return {"model": state.model_name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "data": [{"index": i, "embedding": [x]} for i, x in enumerate(json_floats(rewards))]}
 
 
 def _add_ops_routes(app: FastAPI, state: ServerState) -> None:

@@ -19,7 +19,8 @@ import time
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
-SCORING_PATHS = ("/v1/rewards", "/v1/compare", "/v1/rank", "/get_reward", "/classify", "/v1/classify")
+SCORING_PATHS = ("/v1/rewards", "/v1/compare", "/v1/rank", "/get_reward", "/classify", "/v1/classify",
+                 "/v1/embeddings")
 KNOWN_PATHS = SCORING_PATHS + ("/health", "/metrics", "/docs", "/openapi.json")
 
 

@@ -3,9 +3,10 @@
     RewardsRequest.model_validate({"conversations": [[{"role": "user", "content": "2+2?"},
                                                       {"role": "assistant", "content": "4"}]]})
 
-Shapes: rmkit's own (/v1/rewards, /v1/compare, /v1/rank), OpenRLHF's `serve_rm` (/get_reward:
-fully formatted text in) and vLLM / SGLang classification (/classify, /v1/classify). Rewards are raw
-logits; a reward is null only when the server's truncation policy is "skip" and the input was too long.
+Shapes: rmkit's own (/v1/rewards, /v1/compare, /v1/rank), OpenRLHF's remote RM (/get_reward: fully
+formatted text in), vLLM classification (/classify, /v1/classify: verl's reward loop) and SGLang's
+reward-model embeddings (/v1/embeddings). Rewards are raw logits; a reward is null only when the
+server's truncation policy is "skip" and the input was too long.
 """
 from __future__ import annotations
 
@@ -57,9 +58,12 @@ class RankResponse(BaseModel):
 
 
 class GetRewardRequest(BaseModel):
-    """OpenRLHF `serve_rm`: fully formatted texts, tokenized as given (no chat template)."""
+    """OpenRLHF's remote reward model (`--remote_rm_url`): fully formatted texts (prompt + response, decoded
+    with special tokens), tokenized as given (no chat template) after its padding is stripped."""
     model_config = ConfigDict(extra="allow")
-    query: list[str]
+    query: list[str] = Field(description="Prompt + response texts, one per sample.")
+    prompts: Optional[list] = Field(None, description="Sent by OpenRLHF; accepted, not used (the query holds the prompt).")
+    labels: Optional[list] = Field(None, description="Sent by OpenRLHF; accepted, not used.")
 
 
 class GetRewardResponse(BaseModel):
@@ -69,10 +73,17 @@ class GetRewardResponse(BaseModel):
 
 
 class ClassifyRequest(BaseModel):
-    """vLLM / SGLang `/classify`: texts tokenized as given; the reward comes back raw (no sigmoid)."""
+    """vLLM `/classify` (what verl's reward loop sends): texts tokenized as given; the reward comes back raw
+    unless `use_activation` (or vLLM's older `activation`) is true."""
     model_config = ConfigDict(extra="allow")
     model: Optional[str] = Field(None, description="Accepted and ignored: one server serves one model.")
     input: Union[str, list[str]]
+    use_activation: Optional[bool] = Field(None, description="true: sigmoid(reward), as vLLM's default; "
+                                                             "absent or false: the raw reward.")
+    activation: Optional[bool] = Field(None, description="vLLM < 0.11.2's name for use_activation.")
+    add_special_tokens: Optional[bool] = Field(None, description="false: the text's own tokens only (no BOS added); "
+                                                                 "absent or true: the tokenizer's special tokens, "
+                                                                 "a BOS already in the text not doubled.")
 
 
 class ClassifyData(BaseModel):
@@ -94,6 +105,26 @@ class ClassifyResponse(BaseModel):
     created: int
     model: str
     data: list[ClassifyData]
+    usage: ClassifyUsage
+
+
+class EmbeddingsRequest(BaseModel):
+    """SGLang's reward-model shape (`/v1/embeddings`, what verl's reward loop sends to an SGLang engine)."""
+    model_config = ConfigDict(extra="allow")
+    model: Optional[str] = Field(None, description="Accepted and ignored: one server serves one model.")
+    input: Union[str, list[str]]
+
+
+class EmbeddingData(BaseModel):
+    object: str = "embedding"
+    index: int
+    embedding: list[Optional[float]] = Field(description="[raw reward]")
+
+
+class EmbeddingsResponse(BaseModel):
+    object: str = "list"
+    model: str
+    data: list[EmbeddingData]
     usage: ClassifyUsage
 
 
