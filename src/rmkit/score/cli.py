@@ -1,4 +1,5 @@
-"""`rmkit score INPUT -o OUTPUT --model M`: rewards for a file of conversations or pairs (resumable)."""
+"""`rmkit score INPUT -o OUTPUT --model M`: rewards for a file of conversations, pairs or best-of-N rows
+(`prompt` + N `completions`: every reward and the best index), resumable."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,8 @@ def score_cmd(input: List[Path] = typer.Argument(..., help="jsonl / parquet / js
               device: str = typer.Option("auto", "--device"), seed: int = typer.Option(0, "--seed"),
               errors: str = typer.Option("raise", "--errors", help="malformed rows: raise (a named error) | "
                                                                 "skip (counted with the reason, left out)")):
-    """Score INPUT with a reward model and write one jsonl row per input row."""
+    """Score INPUT with a reward model and write one jsonl row per input row (best-of-N rows: every
+    completion's reward and the best index)."""
     from rich.console import Console
     from tqdm.auto import tqdm
 
