@@ -51,4 +51,6 @@ def test_scoring_the_embedded_model_says_the_head_is_untrained(prepared, caplog)
     assert tok.convert_ids_to_tokens(ids[-2:]) == ["<|im_end|>", "Ċ"] and tok.pad_token_id not in ids
     one = s.score([conv])[0]
     two = s.score([conv, [conv[0], {"role": "assistant", "content": "five, I think"}]])
-    assert abs(one - two[0]) < 2e-2  # bf16 batch noise only
+    # bf16 batch noise only: another batch shape may round differently, by a few of bf16's roundoffs (2^-8)
+    # of the reward's scale (2e-2 was ~2.5 of them at |r| ~ 2: one kernel's blocking away from failing)
+    assert abs(one - two[0]) < 8 * 2 ** -8 * max(1.0, abs(one))

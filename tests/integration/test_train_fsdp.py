@@ -68,5 +68,5 @@ def test_fsdp_two_processes_equal_one(tiny_llama, tmp_path):
     convs = [[{"role": "user", "content": "Write a poem 3"}, {"role": "assistant", "content": t}] for t in texts]
     r1 = RewardScorer.from_pretrained(str(tmp_path / "one/model"), dtype="float32").score(convs)
     r2 = RewardScorer.from_pretrained(str(tmp_path / "two/model"), dtype="float32").score(convs)
-    assert r2 == pytest.approx(r1, abs=1e-5)
+    assert r2 == pytest.approx(r1, abs=1e-5, rel=1e-4)  # the bound the logits above rest on
     assert r2[0] > r2[1]  # it learned the toy preference

@@ -178,8 +178,11 @@ def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path, caplog):
     assert best["step"] == evals[accs.index(max(accs))]["step"]
     pairs = load_pairs(str(held))
     rewards = RewardScorer.from_pretrained(str(tmp_path / "best"), dtype="float32").score_pairs(pairs)
-    got = sum(pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])) / len(pairs)
-    assert got == pytest.approx(best["heldout"]["accuracy"])
+    got = sum(pairwise_correct([c for c, _ in rewards], [r for _, r in rewards]))
+    # the scorer and the trainer's evaluation forward agree within fp32 noise (1e-5, DESIGN rule 9): only
+    # a pair whose margin is within twice that may be decided either way
+    near = sum(abs(c - r) <= 2e-5 for c, r in rewards)
+    assert abs(got - best["heldout"]["accuracy"] * len(pairs)) <= near + 1e-6
     # only the final evaluation: best/ is the final export itself, copied rather than written twice
     only = train(cfg(tiny_llama, toy, tmp_path / "final", eval_data=[str(held)], max_steps=2, save_best=True))
     final, best_dir = tmp_path / "final" / "model", tmp_path / "final" / "best"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bounds import same_decisions
 from test_train_tiny import cfg, write_toy
 from rmkit.models.groups import split_group
 from rmkit.train import trunk
@@ -49,8 +50,26 @@ def test_trunk_cache_equals_frozen_recomputed(tiny_llama, toy, tmp_path, lora_r)
     got = train(cfg(tiny_llama, toy, tmp_path / "store", trunk_cache="auto", trunk_dtype="model", **kw))
     assert "trunk" not in ref["data"] and got["data"]["trunk"]["tokens"] > 0
     _close_runs(tmp_path / "recompute", tmp_path / "store")
-    assert got["eval"]["heldout"]["accuracy"] == ref["eval"]["heldout"]["accuracy"]
+    # two paths' held-out decisions agree except where a margin is within the rewards' bound of a tie:
+    # 1e-4 between the runs' models (checked), and fp32 noise (1e-5) between each evaluation and the scorer
+    held = _heldout(cfg(tiny_llama, toy, tmp_path, **kw))
+    near = same_decisions(_rewards(tmp_path / "recompute", held), _rewards(tmp_path / "store", held), bound=1e-4)
+    a, b = got["eval"]["heldout"], ref["eval"]["heldout"]
+    assert a["n"] == b["n"] == len(held) and abs(a["accuracy"] - b["accuracy"]) * len(held) <= near + 1e-6
     assert got["data"]["trainable_params"] == ref["data"]["trainable_params"]
+
+
+def _heldout(c):
+    from rmkit.data import load_pairs
+    from rmkit.train.data import heldout_split
+
+    return heldout_split([p for d in c.data for p in load_pairs(d)], c.eval_size, c.seed)[1]
+
+
+def _rewards(run, pairs):
+    from rmkit.score.scorer import RewardScorer
+
+    return RewardScorer.from_pretrained(str(run / "model"), dtype="float32").score_pairs(pairs)
 
 
 def test_frozen_layers_do_not_move(tiny_llama, toy, tmp_path):

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from bounds import same_decisions
 from conftest import VLLM_TINY, needs
 from tiny import build_tokenizer, save_tiny_model
 
@@ -64,7 +65,8 @@ def test_tiny_models_give_the_hf_rewards(tiny_pair):
     assert v.encode(CONVS) == hf.encode(CONVS)  # rmkit renders the ids, not vLLM
     a, b = hf.score(CONVS), v.score(CONVS)
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (arch, a, b)
-    assert len(set(round(x, 3) for x in a)) == len(a), "distinct rewards, so agreement means something"
+    gaps = [abs(x - y) for i, x in enumerate(a) for y in a[i + 1:]]
+    assert min(gaps) > 2e-4, "rewards further apart than the bound, so agreement means something"
     assert any(not 0 <= x <= 1 for x in b), "raw logits: no sigmoid applied"
     pairs = [PreferencePair(id=str(i), source="test", prompt=to_conversation([U]), chosen=to_conversation([c[-1]]),
                             rejected=to_conversation([CONVS[1][-1]])) for i, c in enumerate((CONVS[0], CONVS[4]))]
@@ -126,6 +128,52 @@ def test_options_are_checked_before_the_engine_starts():
         RewardScorer.from_pretrained("x", backend="sglang")
 
 
+def test_score_cli_refuses_a_head_size_the_cpu_attention_cannot_run(tmp_path):
+    """head_dim 16 (the plain tiny models): vLLM's CPU worker would die on the first batch with pages of
+    trace; rmkit refuses before the engine starts, in one line naming head_dim and `--backend hf`: exit 2."""
+    needs("vllm", "vllm")
+    import subprocess
+    import sys
+
+    from rmkit.score.vllm_scorer import on_cpu
+
+    if not on_cpu():
+        pytest.skip("vLLM's GPU attention runs head_dim 16")
+    path = save_tiny_model(tmp_path / "m", "llama")  # hidden 64 / 4 heads: head_dim 16
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"prompt": "Hi", "chosen": "Hello!", "rejected": "No."}\n')
+    proc = subprocess.run([sys.executable, "-m", "rmkit.cli", "score", str(src), "-o", str(out), "--model",
+                           str(path), "--backend", "vllm"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("rmkit: error:") and "head_dim=16" in last and "--backend hf" in last
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_an_engine_that_dies_is_one_clear_error():
+    """The fallback for what no check foresaw: an engine dying mid-batch, or failing to start, becomes
+    UnsupportedModelError (a ValueError: exit 2 from the CLI) naming head_dim and `--backend hf`."""
+    needs("vllm", "vllm")
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from rmkit.score.vllm_scorer import UnsupportedModelError, VLLMConfig, VLLMScorer, engine_failures
+
+    class Dead:
+        def encode(self, *args, **kwargs):
+            raise EngineDeadError("EngineCore encountered an issue.")
+
+    scorer = VLLMScorer(Dead(), build_tokenizer(), VLLMConfig(), "tiny", 64)
+    scorer.head_dim = 16
+    with pytest.raises(UnsupportedModelError, match="tiny: vLLM's engine failed .*head_dim=16.*--backend hf"):
+        scorer.score_ids([[1, 2, 3]])
+    with pytest.raises(UnsupportedModelError, match="Engine core initialization failed.*head_dim=16"):
+        with engine_failures("tiny", 16, starting=True):
+            raise RuntimeError("Engine core initialization failed. See root cause above.")
+    with pytest.raises(RuntimeError, match="not an engine failure"):  # once started, only a dead engine
+        with engine_failures("tiny", 16):
+            raise RuntimeError("not an engine failure")
+
+
 @pytest.mark.data
 @pytest.mark.timeout(900)
 def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
@@ -147,9 +195,10 @@ def test_embedded_smollm2_and_rewardbench_decisions(shared_data):
         res_b = evaluate_rewardbench(vb, pairs, n_boot=10, subsample=True)
         ra, rb = ha.rewards, vb.rewards
         assert len(ra) == len(rb) == len(pairs)
-        assert max(abs(x - y) for s, t in zip(ra, rb) for x, y in zip(s, t)) < 1e-3
-        decided = [(c > r) for c, r in ra], [(c > r) for c, r in rb]
-        assert decided[0] == decided[1]
-        assert res_a["sections"] == pytest.approx(res_b["sections"])
+        # rewards within 1e-3: the decisions agree wherever the margin is over 2e-3, and the sections
+        # (count-weighted accuracies) are equal when no pair is that close to a tie
+        near = same_decisions(ra, rb, bound=1e-3)
+        if near == 0:
+            assert res_a["sections"] == pytest.approx(res_b["sections"])
     finally:
         v.close()

@@ -91,6 +91,19 @@ def test_overrides_and_config_checks(tmp_path):
         load_config(bad)
 
 
+def test_no_off_yes_on_keep_the_type_of_the_field_they_fill(tmp_path):
+    """YAML 1.1 reads no/off/yes/on as booleans; a string field keeps the word, a bool field a bool."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("output: o.jsonl\nsources:\n  - {name: no, path: x, select: yes}\n  - {name: on, path: y}\n"
+                      "dedup: off\nrm_filter: {model: length, sources: [no], options: {trust_remote_code: no}}\n")
+    cfg = load_config(recipe, ["sources.1.split=off", "shuffle=on"])
+    assert [s.name for s in cfg.sources] == ["no", "on"] and cfg.sources[1].split == "off"
+    assert cfg.sources[0].select is True and cfg.dedup is False and cfg.shuffle is True
+    assert cfg.rm_filter.sources == ["no"] and cfg.rm_filter.options == {"trust_remote_code": False}
+    with pytest.raises(ValueError, match="config.dedup must be true or false"):
+        load_config(recipe, ["dedup=sometimes"])
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_curate_config_parses_and_names_its_command(path):
     first = path.read_text().splitlines()[0]

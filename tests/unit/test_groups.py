@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bounds import loss_bound
 from tiny import build_model, build_tokenizer
 from rmkit.models.groups import (Group, additive, attention_masks, common_prefix_length, pack_groups,
                                  shared_mask, split_group)
@@ -88,9 +89,9 @@ def test_shared_equals_alone(arch, template, extra):
         got = fwd(model, batch)
         torch.testing.assert_close(got, ref.detach(), atol=1e-5, rtol=1e-5)
         loss, grads = _loss_grads(model, got[:len(seqs_even)])
-        torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
-        for name, g in ref_grads.items():
-            torch.testing.assert_close(grads[name], g, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(loss, ref_loss, atol=loss_bound(ref), rtol=0)
+        for name, g in ref_grads.items():  # fp32 noise in a gradient scales with the tensor's magnitude
+            torch.testing.assert_close(grads[name], g, atol=1e-5 * g.abs().max().item(), rtol=1e-4)
     assert len(set(ref.tolist())) == len(seqs)
 
 

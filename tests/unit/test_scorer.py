@@ -91,8 +91,8 @@ def test_jane_apples_scored_in_both_orders():
     prompt = [Message("user", JANE["prompt"])]
     pair = PreferencePair("jane", "skywork-demo", prompt, [Message("assistant", JANE["correct"])],
                           [Message("assistant", JANE["wrong"])])
-    (c, r), = s.score_pairs([pair])
-    assert [c, r] == pytest.approx(s.score([pair.chosen_conversation, pair.rejected_conversation]), abs=1e-6)
+    (c, r), = s.score_pairs([pair])  # a prefix-shared forward vs one batch of two: fp32 noise (rule 9)
+    assert [c, r] == pytest.approx(s.score([pair.chosen_conversation, pair.rejected_conversation]), abs=1e-5)
 
 
 def test_gemma2_is_never_loaded_with_sdpa(tiny_gemma2):
@@ -126,7 +126,9 @@ def test_bfloat16_close_to_float32(tiny_llama):
     convs = conversations(6)
     a = RewardScorer.from_pretrained(tiny_llama, device="cpu").score(convs)
     b = RewardScorer.from_pretrained(tiny_llama, device="cpu", dtype="bfloat16").score(convs)
-    assert max(abs(x - y) for x, y in zip(a, b)) < 0.1
+    # bf16 keeps 8 significant bits (unit roundoff 2^-8), so its error scales with the rewards: 8 roundoffs of
+    # their scale (~8 roundings on a 2-layer path) hold on any CPU's bf16 kernels (AVX-512-bf16, AMX, AVX2)
+    assert max(abs(x - y) for x, y in zip(a, b)) < 8 * 2 ** -8 * max(abs(x) for x in a)
 
 
 def long_pair(tok):
@@ -164,7 +166,7 @@ def test_an_empty_reply_is_scored_like_any_other():
     pair = PreferencePair.from_dict({"prompt": "Say something.", "chosen": "Something.", "rejected": ""})
     (c, r), = s.score_pairs([pair])
     assert math.isfinite(c) and math.isfinite(r)
-    assert r == pytest.approx(s.score([pair.rejected_conversation])[0], abs=1e-6)
+    assert r == pytest.approx(s.score([pair.rejected_conversation])[0], abs=1e-5)  # shared vs alone (rule 9)
 
 
 def test_the_shared_hh_file_with_an_empty_last_turn_loads_whole(shared_data):

@@ -19,6 +19,8 @@ U = {"role": "user", "content": "Jane has 12 apples. How many apples does each g
 A = {"role": "assistant", "content": "Each gets 3 apples."}
 CONVS = [[U, A], [{"role": "system", "content": "You are a helpful assistant."}, U, A],
          [U, {"role": "assistant", "content": "The quick brown fox."}, U, A], [U]]
+REWARD_TOL = 1e-5
+"""Served vs offline rewards: another batch, the same fp32 model (DESIGN rule 7)."""
 
 
 @pytest.fixture(scope="module", params=["hf", "vllm"])
@@ -51,7 +53,7 @@ def api(scorer):
 def test_rewards_equal_offline_scorer(api, scorer):
     r = api.post("/v1/rewards", json={"conversations": CONVS})
     assert r.status_code == 200
-    assert r.json()["rewards"] == pytest.approx(scorer.score(CONVS), abs=1e-5)
+    assert r.json()["rewards"] == pytest.approx(scorer.score(CONVS), abs=REWARD_TOL)
     assert api.post("/v1/rewards", json={"conversations": []}).json() == {"rewards": []}
 
 
@@ -59,8 +61,12 @@ def test_compare_gives_both_rewards_and_sigmoid_of_difference(api, scorer):
     body = {"prompt": U["content"], "responses": [A["content"], "The quick brown fox."]}
     out = api.post("/v1/compare", json=body).json()
     offline = scorer.score([[U, A], [U, {"role": "assistant", "content": "The quick brown fox."}]])
-    assert out["rewards"] == pytest.approx(offline, abs=1e-5)
-    assert out["prob_first_better"] == pytest.approx(1 / (1 + math.exp(offline[1] - offline[0])), abs=1e-6)
+    assert out["rewards"] == pytest.approx(offline, abs=REWARD_TOL)
+    r1, r2 = out["rewards"]  # the served probability is the sigmoid of the served rewards, to float precision
+    assert out["prob_first_better"] == pytest.approx(1 / (1 + math.exp(r2 - r1)), abs=1e-12)
+    # against the offline rewards: sigmoid' <= 1/4 and the difference moves by <= 2 * REWARD_TOL
+    assert out["prob_first_better"] == pytest.approx(1 / (1 + math.exp(offline[1] - offline[0])),
+                                                     abs=0.5 * REWARD_TOL)
 
 
 def test_rank_orders_responses_best_first(api, scorer):
@@ -68,8 +74,10 @@ def test_rank_orders_responses_best_first(api, scorer):
     prompt = [{"role": "system", "content": "Be brief."}, U]
     out = api.post("/v1/rank", json={"prompt": prompt, "responses": replies}).json()
     offline = scorer.score([prompt + [{"role": "assistant", "content": x}] for x in replies])
-    assert out["rewards"] == pytest.approx(offline, abs=1e-5)
-    assert out["order"] == sorted(range(4), key=lambda i: -offline[i])
+    assert out["rewards"] == pytest.approx(offline, abs=REWARD_TOL)
+    # the order is the served rewards' (offline ones within REWARD_TOL may swap a near tie)
+    assert sorted(out["order"]) == [0, 1, 2, 3]
+    assert [out["rewards"][i] for i in out["order"]] == sorted(out["rewards"], reverse=True)
     assert out["best"] == out["order"][0]
 
 
@@ -77,7 +85,7 @@ def test_get_reward_is_openrlhf_shape_on_raw_text(api, scorer):
     texts = ["<|user|>\nHello!<|end|>\n<|assistant|>\nHi<|end|>\n", "The quick brown fox."]
     out = api.post("/get_reward", json={"query": texts, "prompts": ["ignored"]}).json()
     assert set(out) == {"rewards", "scores", "extra_logs"} and out["extra_logs"] == {}
-    assert out["rewards"] == pytest.approx(scorer.score_texts(texts), abs=1e-5)
+    assert out["rewards"] == pytest.approx(scorer.score_texts(texts), abs=REWARD_TOL)
     assert out["scores"] == out["rewards"]
 
 
@@ -88,8 +96,8 @@ def test_classify_is_vllm_shape_with_raw_reward(api, scorer, path):
     many = api.post(path, json={"input": texts}).json()
     offline = scorer.score_texts(texts)
     assert [d["index"] for d in many["data"]] == [0, 1] and many["object"] == "list"
-    assert [d["probs"][0] for d in many["data"]] == pytest.approx(offline, abs=1e-5)
-    assert one["data"][0]["probs"][0] == pytest.approx(offline[0], abs=1e-5)
+    assert [d["probs"][0] for d in many["data"]] == pytest.approx(offline, abs=REWARD_TOL)
+    assert one["data"][0]["probs"][0] == pytest.approx(offline[0], abs=REWARD_TOL)
     assert one["data"][0]["num_classes"] == 1 and many["usage"]["prompt_tokens"] > 0
     assert any(not 0 <= x <= 1 for x in offline), "tiny model rewards must show no sigmoid was applied"
 
@@ -198,7 +206,7 @@ def test_skip_policy_answers_null_and_ranks_it_last(tiny_llama):
         assert out["rewards"][0] is None and out["order"][-1] == 0
         cmp = c.post("/v1/compare", json={"prompt": "Hello!", "responses": ["Hi", long_reply]}).json()
         assert cmp["rewards"][1] is None and cmp["prob_first_better"] is None
-        assert cmp["rewards"][0] == pytest.approx(out["rewards"][1], abs=1e-5)
+        assert cmp["rewards"][0] == pytest.approx(out["rewards"][1], abs=REWARD_TOL)
 
 
 def test_api_key_guards_scoring_and_metrics_not_health(scorer):
@@ -242,4 +250,4 @@ def test_an_empty_reply_gets_a_reward(api, scorer):
 
     out = api.post("/v1/compare", json={"prompt": "Say something.", "responses": ["Something.", ""]}).json()
     want = scorer.score([[Message("user", "Say something."), Message("assistant", "")]])[0]
-    assert out["rewards"][1] == pytest.approx(want, abs=1e-5)
+    assert out["rewards"][1] == pytest.approx(want, abs=REWARD_TOL)

@@ -3,7 +3,8 @@
     cfg = load_config("configs/curate/skywork-80k.yaml", ["seed=1", "rm_filter.model=/ckpt"])
 
 A YAML config opens with a comment holding the command that runs it; `key=value` overrides use
-dotted paths (`sources.2.quota=1000`, `top_k.per_category.math=0.5`) and YAML values.
+dotted paths (`sources.2.quota=1000`, `top_k.per_category.math=0.5`) and YAML values, typed by the field
+they fill: `no`/`off`/`yes`/`on` stay words in a string field (`sources.0.name=no`), booleans in a bool one.
 """
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rmkit.data.sources import FORMATS
+from rmkit.yaml_config import load_yaml, typed
 
 OVERFLOW = ("sample", "first")
 
@@ -122,15 +122,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         for part in path:
             node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
         if isinstance(node, list):
-            node[int(last)] = yaml.safe_load(value)
+            node[int(last)] = load_yaml(value)
         else:
-            node[last] = yaml.safe_load(value)
+            node[last] = load_yaml(value)
     return data
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> CurateConfig:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    data = apply_overrides(data, overrides or [])
+    data = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
+    data = typed(apply_overrides(data, overrides or []), CurateConfig, "config")
     known = {f.name for f in fields(CurateConfig)}
     unknown = set(data) - known
     if unknown:

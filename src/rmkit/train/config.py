@@ -4,17 +4,20 @@
     cfg = load_config("configs/train/smollm2-135m-demo.yaml", ["max_steps=20", "lora_r=8"])
 
 YAML files hold the fields below; `key=value` overrides are parsed as YAML scalars (so `lr=1e-4`,
-`lora_r=0`, `data=[a.jsonl,b.jsonl]` work). Unknown keys are an error, naming the known ones.
+`lora_r=0`, `data=[a.jsonl,b.jsonl]` work). `no`/`off`/`yes`/`on` stay the words typed where the field is a
+string (`mixed_precision=no`) and are booleans where it is a bool (`gradient_checkpointing=yes`).
+Unknown keys are an error, naming the known ones.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from rmkit.yaml_config import load_yaml, typed
 
 POLICIES = ("error", "skip", "truncate")
 SCHEDULERS = ("cosine", "constant", "linear")
@@ -199,7 +202,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"override {item!r} is not key=value")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        out[key.strip()] = load_yaml(value) if value.strip() else None
     return out
 
 
@@ -208,19 +211,19 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: _coerce(v, types[k]) for k, v in values.items()})
+    hints = typing.get_type_hints(TrainConfig)
+    return TrainConfig(**{k: _coerce(typed(v, hints[k], k), hints[k], k) for k, v in values.items()})
 
 
-def _coerce(value, annotation: str):
-    """YAML 1.1 reads 1e-4 as a string and off/on as booleans: cast by the field's declared type."""
-    if isinstance(value, bool) and annotation.split(" ")[0] == "str":
-        return "on" if value else "off"
-    if isinstance(value, str) and annotation.split(" ")[0] in ("float", "int"):
+def _coerce(value, tp, name: str):
+    """YAML 1.1 reads 1e-4 as a string: cast it by the field's declared number type (no/off/yes/on were
+    already typed by `typed`: the words for a str field, booleans for a bool one)."""
+    arms = typing.get_args(tp) or (tp,)
+    if isinstance(value, str) and str not in arms and (float in arms or int in arms):
         try:
-            return float(value) if annotation.startswith("float") else int(value)
+            return float(value) if float in arms else int(value)
         except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
     return value
 
 
@@ -228,7 +231,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Read a YAML recipe (or start from the defaults) and apply key=value overrides."""
     values: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loaded = load_yaml(Path(path).read_text(encoding="utf-8"))
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: a training config must be a YAML mapping")
         values.update(loaded or {})
