@@ -85,7 +85,9 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
 
 
 def pack_groups(groups: Sequence[Group], pad_id: int, row_tokens: int = 0) -> dict[str, torch.Tensor]:
-    """Groups packed into rows (row_tokens=0: rows as wide as the longest group).
+    """Groups packed into rows (row_tokens=0: rows as wide as the longest group; row_tokens=-1: one group
+    per row, padded to the longest, so that attention costs each group's own length squared, not the
+    row's: the layout for groups already sorted by length).
 
     Returns input_ids, position_ids, segment (which group each token belongs to; fillers get a segment
     of their own per token), branch (0 = prefix, j = response j, from 1), rows / cols: where each
@@ -93,7 +95,7 @@ def pack_groups(groups: Sequence[Group], pad_id: int, row_tokens: int = 0) -> di
     group's contiguous tokens. Also real_tokens (tokens in the rows that are not filler) and
     unshared_tokens (what the same conversations take run alone).
     """
-    rows = pack_rows([g.length for g in groups], row_tokens)
+    rows = [[i] for i in range(len(groups))] if row_tokens < 0 else pack_rows([g.length for g in groups], row_tokens)
     width = max(sum(groups[i].length for i in r) for r in rows)
     shape = (len(rows), width)
     ids = torch.full(shape, pad_id, dtype=torch.long)

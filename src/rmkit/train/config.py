@@ -21,10 +21,10 @@ from rmkit.yaml_config import load_yaml, typed
 
 POLICIES = ("error", "skip", "truncate")
 SCHEDULERS = ("cosine", "constant", "linear")
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("no", "bf16", "fp16", "auto")
 PACKING = ("auto", "shared", "on", "off")
 PAIR_MODES = ("pairs", "all")
-TRUNK_CACHE = ("auto", "off")
+TRUNK_CACHE = ("auto", "on", "off")
 TRUNK_DTYPES = ("bfloat16", "model")
 
 
@@ -100,16 +100,20 @@ class TrainConfig:
     center_rewards_coefficient: float = 0.0
     """Adds coef * mean((r_c + r_r)^2) (Eisenstein et al. 2023; TRL suggests 0.01)."""
     mixed_precision: str = "no"
-    """"bf16" (autocast; fp32 master weights), "fp16" (GPU), "no" (fp32)."""
+    """"bf16" (autocast; fp32 master weights), "fp16" (GPU), "no" (fp32), "auto": bf16 where this machine's
+    bf16 matmul is measured faster than fp32 (`rmkit.models.precision`; CUDA: bf16), else "no". The trunk
+    store is built in the same compute dtype; the reward head and the loss stay fp32."""
     gradient_checkpointing: bool = False
     seed: int = 0
     # ---- frozen trunk ---------------------------------------------------------------------------
     freeze_layers: int = 0
     """Freeze the embeddings and decoder layers below K (0 = train everything); LoRA goes on layers K and up."""
     trunk_cache: str = "auto"
-    """With freeze_layers > 0: "auto" computes the hidden states entering layer K once for every training
+    """With freeze_layers > 0: "on" computes the hidden states entering layer K once for every training
     and evaluation sequence (the prompt once per group) into a memory-mapped store, and every step runs
-    only layers K and up from it; "off" recomputes the frozen layers every step."""
+    only layers K and up from it (an error where the run cannot: several processes, no `score` head,
+    packing other than shared, an untested model type); "auto" does the same where the run can, else
+    notes why in one line and trains without; "off" recomputes the frozen layers every step."""
     trunk_dtype: str = "bfloat16"
     """Store dtype: "bfloat16" (half the disk of fp32; rewards move by ~1e-2, see the README) or "model"
     (the model's dtype: the exact states)."""
@@ -118,7 +122,7 @@ class TrainConfig:
     layers between run forward-only every step: one store serves runs that train the top 4 or the top 2
     layers, so the depth can be chosen on validation without a second store."""
     trunk_dir: str | None = None
-    """Where the store lives (None = output_dir/trunk). It is keyed by the frozen weights, the data, K,
+    """Where the store lives (None = output_dir/trunk; "$RMKIT_CACHE/..." keeps it across checkouts). It is keyed by the frozen weights, the data, K,
     max_length, the template and the dtype, so a changed run builds a new one beside it."""
     # ---- LoRA ----------------------------------------------------------------------------------
     lora_r: int = 0
@@ -142,8 +146,10 @@ class TrainConfig:
     n_boot: int = 1000
 
     def __post_init__(self):
-        self.data = [os.path.expandvars(d) for d in _as_list(self.data)]  # ${RMKIT_DATA_DIR}/...
-        self.eval_data = [os.path.expandvars(d) for d in _as_list(self.eval_data)]
+        self.data = [expand(d) for d in _as_list(self.data)]  # ${RMKIT_DATA_DIR}/...
+        self.eval_data = [expand(d) for d in _as_list(self.eval_data)]
+        self.model, self.output_dir = expand(self.model), expand(self.output_dir)
+        self.trunk_dir = expand(self.trunk_dir) if self.trunk_dir else self.trunk_dir
         self.adam_betas = tuple(self.adam_betas)
         _one_of("truncation", self.truncation, POLICIES)
         _one_of("lr_scheduler", self.lr_scheduler, SCHEDULERS)
@@ -188,6 +194,15 @@ def _as_list(value) -> list[str]:
     if value is None:
         return []
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def expand(path: str) -> str:
+    """$VARS expanded; ${RMKIT_CACHE} is rmkit's cache even when the variable is unset (~/.cache/rmkit),
+    so a recipe can keep its runs outside the checkout: a fresh checkout on the same machine resumes them."""
+    from rmkit.models.embedded import cache_dir
+
+    path = str(path).replace("${RMKIT_CACHE}", str(cache_dir())).replace("$RMKIT_CACHE", str(cache_dir()))
+    return os.path.expandvars(path)
 
 
 def _one_of(name: str, value, allowed: Sequence[str]) -> None:

@@ -65,6 +65,8 @@ class Run:
     stats: dict
     trunk: object = None
     """A `rmkit.train.trunk.TrunkRunner` when layers below freeze_layers run from the store, else None."""
+    compute_dtype: torch.dtype | None = None
+    """bf16 under bf16 mixed precision (autocast over fp32 weights), else None (the weights' dtype)."""
 
     def collate(self, items) -> dict:
         return self.trunk.collate(self, items) if self.trunk is not None else collate_for(self, items)
@@ -74,7 +76,22 @@ class Run:
         return self.trunk.forward(self, batch) if self.trunk is not None else self.fwd(self.model, batch)
 
 
-def make_accelerator(cfg: TrainConfig):
+def resolve_precision(requested: str) -> tuple[str, dict]:
+    """The mixed precision a run uses ("no" | "bf16" | "fp16") and why: "auto" is bf16 where this machine's
+    bf16 matmul is measured faster than its fp32 (or on CUDA), else "no"."""
+    if requested != "auto":
+        return requested, {"requested": requested, "chosen": requested}
+    if torch.cuda.is_available():
+        return "bf16", {"requested": "auto", "chosen": "bf16", "why": "CUDA"}
+    from rmkit.models.precision import probe
+
+    found = probe()
+    chosen = "bf16" if found["chosen"] == "bfloat16" else "no"
+    log.warning("mixed_precision auto -> %s (%s)", chosen, found["why"])
+    return chosen, {"requested": "auto", "chosen": chosen, **found}
+
+
+def make_accelerator(cfg: TrainConfig, precision: str):
     """The run's Accelerator. In a single process, a state left by an earlier run in the same process
     (another precision, say) is reset; under `accelerate launch` the launcher's state is kept."""
     from accelerate import Accelerator
@@ -82,7 +99,7 @@ def make_accelerator(cfg: TrainConfig):
 
     if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
                        cpu=not torch.cuda.is_available())
 
 
@@ -162,7 +179,8 @@ def build_optimization(cfg: TrainConfig, model, num_steps: int):
 def setup(cfg: TrainConfig) -> Run:
     from accelerate.utils import set_seed
 
-    acc = make_accelerator(cfg)
+    precision, precision_info = resolve_precision(cfg.mixed_precision)
+    acc = make_accelerator(cfg, precision)
     set_seed(cfg.seed)
     model, tok = load_for_training(cfg, device=str(acc.device))
     train, evalset, stats = prepare_data(cfg, tok)
@@ -183,14 +201,15 @@ def setup(cfg: TrainConfig) -> Run:
     stats.update(num_steps=num_steps, global_batch=global_batch, processes=acc.num_processes,
                  distributed=acc.distributed_type.value, wrapped=type(model).__name__,
                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                 attention=attention, packing=packing_mode(cfg, attention, fwd))
+                 attention=attention, packing=packing_mode(cfg, attention, fwd), precision=precision_info)
     if stats["packing"] == "shared":
         stats["sharing"] = sharing_stats(train)
     run = Run(cfg, acc, model, tok, fwd, optimizer, scheduler, train, plan, evalset, state, stats)
-    if cfg.freeze_layers and cfg.trunk_cache == "auto":
+    run.compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if cfg.freeze_layers and cfg.trunk_cache != "off":
         from rmkit.train.trunk import TrunkRunner
 
-        run.trunk = TrunkRunner.build(run)
+        run.trunk = TrunkRunner.build(run, strict=cfg.trunk_cache == "on")
     return run
 
 

@@ -19,6 +19,7 @@ Runs in one process (the top layers are called directly, outside a DDP wrapper):
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -26,18 +27,26 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from rmkit.data.io import write_json_atomic
+from rmkit.models.group_attention import GroupLayout, group_attention, supports
 from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
 from rmkit.train.model import decoder, fp32_linear, head_linear
 
 log = logging.getLogger("rmkit")
 NUMPY = {torch.bfloat16: np.int16, torch.float16: np.float16, torch.float32: np.float32}
 CHUNK_GROUPS = 32
+"""Groups per resumable chunk of the build (in build order: longest first)."""
+BUILD_TOKENS = 16384
+"""Padded tokens per forward of the build (rows x width): a chunk of long groups runs in several forwards."""
+ONE_ROW = 10 ** 9
+LAYOUT = "by-length-1"
+"""How the build lays groups out (in the store's key: a store built in another order is not resumed)."""
 TESTED = ("llama", "qwen2", "qwen3", "gemma2")
 """Model types whose layers `run_layers` drives exactly (tested); others get a clear error, not a guess."""
 
@@ -131,51 +140,106 @@ def check_room(folder: Path, nbytes: int) -> None:
                       "free; free some space, set trunk_dir elsewhere, or use trunk_dtype=bfloat16")
 
 
+def frozen_part(stack, k: int, dtype: torch.dtype) -> SimpleNamespace:
+    """The embeddings and layers below k, in `dtype` (a copy where the weights are in another dtype: the
+    store of an fp32 model built in bf16 compute), with the model's own rotary embedding (kept in fp32)."""
+    if stack.embed_tokens.weight.dtype == dtype:
+        return SimpleNamespace(embed_tokens=stack.embed_tokens, layers=stack.layers, rotary_emb=stack.rotary_emb)
+    embed = copy.deepcopy(stack.embed_tokens).to(dtype)
+    layers = [copy.deepcopy(stack.layers[i]).to(dtype) for i in range(k)]
+    return SimpleNamespace(embed_tokens=embed, layers=layers, rotary_emb=stack.rotary_emb)
+
+
+def build_order(groups: Sequence[Group]) -> list[int]:
+    """The order the build runs groups in: longest first (stable), so that a chunk's groups have about the
+    same length and each can take a row of its own with little padding."""
+    return sorted(range(len(groups)), key=lambda i: -groups[i].length)
+
+
+def sub_batches(lengths: Sequence[int], budget: int = BUILD_TOKENS) -> list[slice]:
+    """Consecutive slices of a longest-first list whose (count x first length) stays within `budget`."""
+    out, start = [], 0
+    for i in range(1, len(lengths) + 1):
+        if i == len(lengths) or (i - start + 1) * lengths[start] > budget:
+            out.append(slice(start, i))
+            start = i
+    return out
+
+
+def layered(part, config, batch: dict, groups: Sequence[Group], hidden: torch.Tensor, layers) -> torch.Tensor:
+    """`layers` of `part` on `hidden` for the groups of `batch`: attention per group (`group_attention`)
+    where the model's attention allows it, else through the 4D mask."""
+    device = hidden.device
+    position_ids = batch["position_ids"].to(device)
+    if supports(config):
+        with group_attention(*[part.layers[i] for i in layers]):
+            return run_layers(part, config, hidden, GroupLayout.of(batch, groups), position_ids, layers)
+    masks = attention_masks(config, batch, dtype=hidden.dtype, device=device)
+    return run_layers(part, config, hidden, masks, position_ids, layers)
+
+
+def row_tokens_for(config) -> int:
+    """Row width for a batch of groups: one padding-free row where attention runs per group, else one group
+    per row (a 4D mask costs the row's width squared)."""
+    return ONE_ROW if supports(config) else -1
+
+
 @torch.inference_mode()
+def forward_groups(part, config, groups: Sequence[Group], k: int, pad_id: int) -> list[torch.Tensor]:
+    """The hidden states entering layer k of each group (its shared-layout tokens x hidden), in the dtype
+    of `part`."""
+    device = part.embed_tokens.weight.device
+    batch = pack_groups(groups, pad_id, row_tokens=row_tokens_for(config))
+    hidden = part.embed_tokens(batch["input_ids"].to(device))
+    hidden = layered(part, config, batch, groups, hidden, range(k))
+    return [hidden[r, start:end] for r, start, end in batch["spans"].tolist()]
+
+
 def build_store(model, config, groups: list[Group], k: int, root: Path, key_parts: dict, dtype: torch.dtype,
-                pad_id: int, show_progress: bool = True) -> TrunkStore:
-    """Compute (or finish computing) the store of `groups`; returns it opened for reading."""
+                pad_id: int, show_progress: bool = True, compute: torch.dtype | None = None) -> TrunkStore:
+    """Compute (or finish computing) the store of `groups`; returns it opened for reading. `compute`: the
+    dtype layers 0..k-1 run in (None: the weights' own)."""
     stack = decoder(model)
+    compute = compute or stack.embed_tokens.weight.dtype
     parts = {**key_parts, "weights": frozen_fingerprint(stack, k), "data": data_fingerprint(groups), "k": k,
-             "dtype": str(dtype)}
+             "dtype": str(dtype), "compute": str(compute), "layout": LAYOUT}
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     store = TrunkStore.plan(root, key, groups, stack.config.hidden_size, dtype)
-    chunks = list(range(0, len(groups), CHUNK_GROUPS))
+    order = build_order(groups)
+    chunks = [order[i:i + CHUNK_GROUPS] for i in range(0, len(order), CHUNK_GROUPS)]
     done = store.done_chunks(key)
     if done < len(chunks):
         check_room(store.folder, store.nbytes)
         store.open("r+" if done else "w+")
         if not done:
             write_json_atomic(store.folder / "key.json", parts)
-        _fill(store, model, config, stack, chunks, done, k, key, pad_id, show_progress)
+        _fill(store, model, config, frozen_part(stack, k, compute), chunks, done, k, key, pad_id, show_progress)
         del store.states
+    else:
+        log.warning("trunk store %s: reused (%d groups, %d tokens)", store.folder, len(groups), store.tokens)
     store.open("r")
     return store
 
 
-def _fill(store, model, config, stack, chunks, done, k, key, pad_id, show_progress) -> None:
+def _fill(store, model, config, part, chunks, done, k, key, pad_id, show_progress) -> None:
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    device = stack.embed_tokens.weight.device
-    wdtype = stack.embed_tokens.weight.dtype
-    bar = tqdm(total=len(chunks), initial=done, desc=f"trunk store (layers < {k})", unit="chunk",
-               disable=not show_progress)
+    bar = tqdm(total=store.tokens, initial=sum(store.groups[i].length for c in chunks[:done] for i in c),
+               desc=f"trunk store (layers < {k})", unit="tok", unit_scale=True, disable=not show_progress)
     for c in range(done, len(chunks)):
-        idx = list(range(chunks[c], min(chunks[c] + CHUNK_GROUPS, len(store.groups))))
-        batch = pack_groups([store.groups[i] for i in idx], pad_id)
-        masks = attention_masks(config, batch, dtype=wdtype, device=device)
-        hidden = stack.embed_tokens(batch["input_ids"].to(device))
-        hidden = run_layers(stack, config, hidden, masks, batch["position_ids"].to(device), range(k))
-        out = hidden.to(store.dtype).cpu()
-        for (r, start, end), gi in zip(batch["spans"].tolist(), idx):
-            block = out[r, start:end]
-            raw = block.view(torch.int16) if store.dtype == torch.bfloat16 else block
-            store.states[store.offsets[gi]:store.offsets[gi + 1]] = raw.numpy()
+        idx = chunks[c]
+        for part_idx in sub_batches([store.groups[i].length for i in idx]):
+            members = idx[part_idx]
+            states = forward_groups(part, config, [store.groups[i] for i in members], k, pad_id)
+            for gi, block in zip(members, states):
+                block = block.to(store.dtype).cpu()
+                raw = block.view(torch.int16) if store.dtype == torch.bfloat16 else block
+                store.states[store.offsets[gi]:store.offsets[gi + 1]] = raw.numpy()
+            bar.update(sum(store.groups[i].length for i in members))
         store.states.flush()
         store.write_index(key, c + 1, len(chunks))
-        bar.update(1)
     bar.close()
     model.train(was_training)
 
@@ -189,22 +253,37 @@ def items_of(run) -> list:
 class TrunkRunner:
     """Training and evaluation from the store: batches carry stored states, forwards run layers K and up."""
 
-    def __init__(self, store: TrunkStore, where: dict, k: int, model, config):
+    def __init__(self, store: TrunkStore, where: dict, k: int, model, config, compute: torch.dtype | None = None):
         self.store, self.where, self.k = store, where, k
+        self.compute = compute
         self.stack, self.config = decoder(model), config
         self.head = head_linear(model)
 
-    @classmethod
-    def build(cls, run) -> "TrunkRunner":
-        cfg = run.cfg
+    @staticmethod
+    def unsuitable(run) -> str | None:
+        """Why this run cannot train from a store (None: it can)."""
         if run.acc.num_processes > 1:
-            raise ValueError("trunk_cache runs in one process; use trunk_cache=off under several processes")
+            return "trunk_cache runs in one process"
         if run.fwd.head is None or run.stats["packing"] != "shared":
-            raise ValueError("trunk_cache needs a decoder with a `score` head and packing=shared (or auto)")
-        model = run.acc.unwrap_model(run.model)
-        kind = getattr(model.config, "model_type", "")
+            return "trunk_cache needs a decoder with a `score` head and packing=shared (or auto)"
+        kind = getattr(run.acc.unwrap_model(run.model).config, "model_type", "")
         if kind not in TESTED:
-            raise ValueError(f"trunk_cache is tested for {list(TESTED)}, not {kind!r}: use trunk_cache=off")
+            return f"trunk_cache is tested for {list(TESTED)}, not {kind!r}"
+        return None
+
+    @classmethod
+    def build(cls, run, strict: bool = True) -> "TrunkRunner | None":
+        """The runner with its store built (or reused). Where the run cannot use a store: an error when
+        `strict` (trunk_cache: on), else a one-line note and None (trunk_cache: auto: the plain path)."""
+        cfg = run.cfg
+        why = cls.unsuitable(run)
+        if why is not None:
+            if strict:
+                raise ValueError(f"{why}: use trunk_cache=off (or auto, which falls back)")
+            log.warning("%s: training without a store (trunk_cache: auto)", why)
+            run.stats["trunk"] = {"used": False, "why": why}
+            return None
+        model = run.acc.unwrap_model(run.model)
         where: dict = {}
         groups = []
         for item in items_of(run):
@@ -212,21 +291,27 @@ class TrunkRunner:
                 where[item.responses] = len(groups)
                 groups.append(split_group(item.responses))
         dtype = next(model.parameters()).dtype if cfg.trunk_dtype == "model" else torch.bfloat16
+        compute = run.compute_dtype
         root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
         parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
         t0 = time.monotonic()
         k = cfg.trunk_layer or cfg.freeze_layers
-        store = build_store(model, model.config, groups, k, root, parts, dtype, run.tok.pad_token_id or 0)
-        run.stats["trunk"] = {"build_seconds": round(time.monotonic() - t0, 2), "folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
-                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", ""), "layer": k}
-        return cls(store, where, k, model, model.config)
+        store = build_store(model, model.config, groups, k, root, parts, dtype, run.tok.pad_token_id or 0,
+                            compute=compute)
+        run.stats["trunk"] = {"used": True, "build_seconds": round(time.monotonic() - t0, 2),
+                              "folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
+                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", ""),
+                              "compute": str(compute).replace("torch.", ""), "layer": k}
+        return cls(store, where, k, model, model.config, compute)
 
     def collate(self, run, items) -> dict:
         """The shared-layout batch of `items` with their stored states in `hidden` (rows, W, H)."""
         from rmkit.train.trainer import edge_index
 
         ids = [self.where[it.responses] for it in items]
-        batch = pack_groups([self.store.groups[i] for i in ids], 0, run.cfg.pack_row_tokens)
+        rows = row_tokens_for(self.config) if supports(self.config) else run.cfg.pack_row_tokens
+        batch = pack_groups([self.store.groups[i] for i in ids], 0, rows)
+        batch["groups"] = [self.store.groups[i] for i in ids]
         hidden = torch.zeros((*batch["input_ids"].shape, self.store.hidden), dtype=self.store.dtype)
         for (r, start, end), gi in zip(batch["spans"].tolist(), ids):
             hidden[r, start:end] = self.store.read(gi)
@@ -236,12 +321,15 @@ class TrunkRunner:
 
     def forward(self, run, batch: dict) -> torch.Tensor:
         """fp32 rewards: layers K and up (those below freeze_layers forward-only: no weight of theirs needs a
-        gradient, and their input, from the store, needs none either), the final norm and the score head (in fp32) on the stored states."""
+        gradient, and their input, from the store, needs none either), the final norm and the score head (in
+        fp32) on the stored states. With a bf16 compute dtype over fp32 weights, the layers run under bf16
+        autocast (fp32 master weights and gradients; the head stays fp32)."""
         device = self.stack.embed_tokens.weight.device
         dtype = self.stack.norm.weight.dtype
-        masks = attention_masks(self.config, batch, dtype=dtype, device=device)
         hidden = batch["hidden"].to(device=device, dtype=dtype)
-        hidden = run_layers(self.stack, self.config, hidden, masks, batch["position_ids"].to(device),
-                            range(self.k, len(self.stack.layers)))
-        pooled = self.stack.norm(hidden)[batch["rows"].to(device), batch["cols"].to(device)]
+        lower = self.compute is not None and self.compute != dtype
+        with torch.autocast(device_type=device.type, dtype=self.compute or dtype, enabled=lower):
+            hidden = layered(self.stack, self.config, batch, batch["groups"], hidden,
+                             range(self.k, len(self.stack.layers)))
+            pooled = self.stack.norm(hidden)[batch["rows"].to(device), batch["cols"].to(device)]
         return fp32_linear(self.head, pooled)[:, 0]
