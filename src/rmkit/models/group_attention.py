@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 NAME = "rmkit_groups"
+ONE_ROW = 10 ** 9
+"""`pack_groups` row_tokens for one padding-free row."""
 TYPES = ("llama", "qwen2", "qwen3")
 
 
@@ -122,3 +124,35 @@ def group_attention(*modules):
     finally:
         for i, c in configs.items():
             c._attn_implementation = saved[i]
+
+
+def run_layers(stack, config, hidden: torch.Tensor, masks, position_ids: torch.Tensor,
+               layers: Sequence[int]) -> torch.Tensor:
+    """Decoder layers `layers` of `stack` on `hidden` (rows, W, H) with a custom mask (or per-type masks)."""
+    position_embeddings = stack.rotary_emb(hidden, position_ids)
+    types = getattr(config, "layer_types", None)
+    for i in layers:
+        mask = masks[types[i]] if isinstance(masks, dict) else masks
+        hidden = stack.layers[i](hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                                 position_ids=position_ids)
+    return hidden
+
+
+def layered(part, config, batch: dict, groups: Sequence, hidden: torch.Tensor, layers) -> torch.Tensor:
+    """`layers` of `part` on `hidden` for the groups of `batch`: attention per group (`group_attention`)
+    where the model's attention allows it, else through the 4D mask."""
+    device = hidden.device
+    position_ids = batch["position_ids"].to(device)
+    if supports(config):
+        with group_attention(*[part.layers[i] for i in layers]):
+            return run_layers(part, config, hidden, GroupLayout.of(batch, groups), position_ids, layers)
+    from rmkit.models.groups import attention_masks
+
+    masks = attention_masks(config, batch, dtype=hidden.dtype, device=device)
+    return run_layers(part, config, hidden, masks, position_ids, layers)
+
+
+def row_tokens_for(config) -> int:
+    """Row width for a batch of groups: one padding-free row where attention runs per group, else one group
+    per row (a 4D mask costs the row's width squared)."""
+    return ONE_ROW if supports(config) else -1

@@ -24,6 +24,7 @@ import torch
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
 from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
+from rmkit.models.group_attention import ONE_ROW, layered, supports
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
@@ -269,12 +270,25 @@ class RewardScorer(ConversationScorer):
 
     @torch.inference_mode()
     def _forward_groups(self, groups: list) -> list[float]:
+        if supports(self.model.config):
+            return self._forward_per_group(groups)
         batch = pack_groups(groups, self.tokenizer.pad_token_id or 0)
         dtype = next(self.model.parameters()).dtype
         masks = attention_masks(self.model.config, batch, dtype=dtype, device=self.device)
         out = self.model.base_model(input_ids=batch["input_ids"].to(self.device), attention_mask=masks,
                                     position_ids=batch["position_ids"].to(self.device), use_cache=False)
         return self.head.apply(out.last_hidden_state[batch["rows"], batch["cols"]]).cpu().tolist()
+
+    def _forward_per_group(self, groups: list) -> list[float]:
+        """The groups in one padding-free row, attention paid per group (`rmkit.models.group_attention`):
+        the rewards of the 4D-mask path within float noise, without its width-squared attention."""
+        stack = self.model.base_model
+        batch = pack_groups(groups, self.tokenizer.pad_token_id or 0, row_tokens=ONE_ROW)
+        hidden = stack.embed_tokens(batch["input_ids"].to(self.device))
+        hidden = layered(stack, self.model.config, batch, groups, hidden, range(len(stack.layers)))
+        pooled = stack.norm(hidden)[batch["rows"].to(self.device), batch["cols"].to(self.device)]
+        return self.head.apply(pooled).cpu().tolist()
+
 
 def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:
     """Indices of conversations with the same context (all messages but the last), in first-seen order."""

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rmkit.data.io import write_json_atomic
-from rmkit.models.group_attention import GroupLayout, group_attention, supports
+from rmkit.models.group_attention import layered, row_tokens_for, run_layers, supports  # noqa: F401 (run_layers: re-exported)
 from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
 from rmkit.train.model import decoder, fp32_linear, head_linear
 
@@ -44,23 +44,10 @@ CHUNK_GROUPS = 32
 """Groups per resumable chunk of the build (in build order: longest first)."""
 BUILD_TOKENS = 16384
 """Padded tokens per forward of the build (rows x width): a chunk of long groups runs in several forwards."""
-ONE_ROW = 10 ** 9
 LAYOUT = "by-length-1"
 """How the build lays groups out (in the store's key: a store built in another order is not resumed)."""
 TESTED = ("llama", "qwen2", "qwen3", "gemma2")
 """Model types whose layers `run_layers` drives exactly (tested); others get a clear error, not a guess."""
-
-
-def run_layers(stack, config, hidden: torch.Tensor, masks, position_ids: torch.Tensor,
-               layers: Sequence[int]) -> torch.Tensor:
-    """Decoder layers `layers` of `stack` on `hidden` (rows, W, H) with a custom mask (or per-type masks)."""
-    position_embeddings = stack.rotary_emb(hidden, position_ids)
-    types = getattr(config, "layer_types", None)
-    for i in layers:
-        mask = masks[types[i]] if isinstance(masks, dict) else masks
-        hidden = stack.layers[i](hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                                 position_ids=position_ids)
-    return hidden
 
 
 def frozen_fingerprint(stack, k: int) -> str:
@@ -164,24 +151,6 @@ def sub_batches(lengths: Sequence[int], budget: int = BUILD_TOKENS) -> list[slic
             out.append(slice(start, i))
             start = i
     return out
-
-
-def layered(part, config, batch: dict, groups: Sequence[Group], hidden: torch.Tensor, layers) -> torch.Tensor:
-    """`layers` of `part` on `hidden` for the groups of `batch`: attention per group (`group_attention`)
-    where the model's attention allows it, else through the 4D mask."""
-    device = hidden.device
-    position_ids = batch["position_ids"].to(device)
-    if supports(config):
-        with group_attention(*[part.layers[i] for i in layers]):
-            return run_layers(part, config, hidden, GroupLayout.of(batch, groups), position_ids, layers)
-    masks = attention_masks(config, batch, dtype=hidden.dtype, device=device)
-    return run_layers(part, config, hidden, masks, position_ids, layers)
-
-
-def row_tokens_for(config) -> int:
-    """Row width for a batch of groups: one padding-free row where attention runs per group, else one group
-    per row (a 4D mask costs the row's width squared)."""
-    return ONE_ROW if supports(config) else -1
 
 
 @torch.inference_mode()
