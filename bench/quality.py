@@ -28,14 +28,16 @@ from pathlib import Path
 from rmkit.data.io import write_json_atomic
 
 BULKY = ("items", "units", "pair_view")
+RUNS = Path(os.environ.get("RMKIT_CACHE", Path.home() / ".cache" / "rmkit")) / "runs"
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m-rm", help="checkpoint folder or embedded name to test")
     ap.add_argument("--base", default="smollm2-135m", help="the untrained backbone it must beat")
-    ap.add_argument("--out", default="runs/quality/smollm2-135m-rm")
-    ap.add_argument("--cache", default="runs/quality/cache", help="evaluations of the base and the baseline")
+    ap.add_argument("--out", default=str(RUNS / "quality" / "smollm2-135m-rm"))
+    ap.add_argument("--cache", default=str(RUNS / "quality" / "cache"),
+                    help="evaluations of the base and the baseline (kept in rmkit's cache across checkouts)")
     ap.add_argument("--max-length", type=int, default=2048)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--rewardbench", default="0", help="'all', N (stratified subsample) or 0 (skip)")

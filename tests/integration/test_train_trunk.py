@@ -223,3 +223,56 @@ def test_trunk_layer_is_checked():
 
     with pytest.raises(ValueError, match="trunk_layer"):
         TrainConfig(freeze_layers=2, trunk_layer=3)
+
+
+def test_trunk_cache_auto_falls_back_and_on_refuses(tiny_llama, toy, tmp_path):
+    got = train(cfg(tiny_llama, toy, tmp_path / "auto", freeze_layers=1, packing="off", max_steps=2))
+    assert got["data"]["trunk"] == {"used": False, "why": got["data"]["trunk"]["why"]}
+    assert "packing=shared" in got["data"]["trunk"]["why"]
+    with pytest.raises(ValueError, match="packing=shared"):
+        train(cfg(tiny_llama, toy, tmp_path / "on", freeze_layers=1, packing="off", trunk_cache="on", max_steps=2))
+
+
+def test_bf16_compute_from_a_bf16_store_tracks_the_fp32_losses(tiny_llama, toy, tmp_path):
+    """mixed_precision bf16: the store is built in bf16 compute and the top layers run under bf16 autocast
+    (fp32 weights, head and loss). Each step's loss stays within a bf16 bound of the fp32 run's: bf16 keeps 8
+    bits of mantissa (relative error 2^-9 per rounding), a few roundings deep, on losses of order 1."""
+    kw = dict(freeze_layers=1, packing="shared", trunk_dtype="bfloat16", num_epochs=2, lr_scheduler="constant",
+              learning_rate=1e-4)
+    ref = train(cfg(tiny_llama, toy, tmp_path / "fp32", mixed_precision="no", **kw))
+    got = train(cfg(tiny_llama, toy, tmp_path / "bf16", mixed_precision="bf16", **kw))
+    assert ref["data"]["trunk"]["compute"] == "float32" and got["data"]["trunk"]["compute"] == "bfloat16"
+    assert ref["data"]["trunk"]["folder"] != got["data"]["trunk"]["folder"]  # another compute, another store
+    bound = 8 * 2 ** -8
+    for x, y in zip(_history(tmp_path / "fp32"), _history(tmp_path / "bf16")):
+        assert abs(x["loss"] - y["loss"]) <= bound * max(1.0, abs(x["loss"])), (x["step"], x["loss"], y["loss"])
+
+
+def test_a_second_checkout_reuses_the_cached_store_and_checkpoint(tiny_llama, toy, tmp_path, monkeypatch):
+    """Runs under ${RMKIT_CACHE} outlive the checkout: a second checkout (another working folder) finds the
+    first one's store (no layer runs) and resumes its checkpoint."""
+    from rmkit.train.config import load_config
+
+    monkeypatch.setenv("RMKIT_CACHE", str(tmp_path / "cache"))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: {tiny_llama}\ndata: [{toy}]\neval_size: 8\nbatch_size: 4\nfreeze_layers: 1\n"
+                      "packing: shared\ntrunk_cache: on\ntrunk_dir: ${RMKIT_CACHE}/runs/r/trunk\n"
+                      "output_dir: ${RMKIT_CACHE}/runs/r/out\nmax_steps: 6\nsave_steps: 2\nn_boot: 50\n")
+    first = tmp_path / "checkout-1"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    c = load_config(str(recipe), ["max_minutes=0.000001"])  # stops after its first step, with a checkpoint
+    assert c.output_dir == str(tmp_path / "cache" / "runs" / "r" / "out")
+    train(c)
+    second = tmp_path / "checkout-2"
+    second.mkdir()
+    monkeypatch.chdir(second)
+    built = []
+    real_forward = trunk.forward_groups
+    monkeypatch.setattr(trunk, "forward_groups", lambda *a, **k: built.append(1) or real_forward(*a, **k))
+    summary = train(load_config(str(recipe), []), resume=True)
+    assert not built  # the store was reused as it was
+    assert summary["complete"] and summary["steps"] == 6
+    history = _history(tmp_path / "cache" / "runs" / "r" / "out")
+    assert [h["step"] for h in history] == list(range(1, 7))  # steps 2-6 resumed after step 1
+    assert not list(second.iterdir()) and not list(first.iterdir())  # nothing written into either checkout

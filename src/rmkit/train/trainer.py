@@ -88,7 +88,7 @@ def resolve_precision(requested: str) -> tuple[str, dict]:
     found = probe()
     chosen = "bf16" if found["chosen"] == "bfloat16" else "no"
     log.warning("mixed_precision auto -> %s (%s)", chosen, found["why"])
-    return chosen, {"requested": "auto", "chosen": chosen, **found}
+    return chosen, {"requested": "auto", "chosen": chosen, "probe": found}
 
 
 def make_accelerator(cfg: TrainConfig, precision: str):

@@ -260,7 +260,7 @@ class TrunkRunner:
                 where[item.responses] = len(groups)
                 groups.append(split_group(item.responses))
         dtype = next(model.parameters()).dtype if cfg.trunk_dtype == "model" else torch.bfloat16
-        compute = run.compute_dtype
+        compute = run.compute_dtype or next(model.parameters()).dtype
         root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
         parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
         t0 = time.monotonic()

@@ -1,0 +1,55 @@
+"""`dtype` / `mixed_precision` "auto": bf16 only where this CPU's bf16 matmul is measured faster (probe faked)."""
+import json
+
+import pytest
+import torch
+
+from rmkit.models import precision
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("RMKIT_CACHE", str(tmp_path))
+    timed = []
+
+    def setup(flags, rates):
+        monkeypatch.setattr(precision, "cpu_flags", lambda: ("Test CPU", set(flags)))
+        monkeypatch.setattr(precision, "matmul_gflops", lambda dtype, *a, **k: timed.append(dtype) or rates[dtype])
+        return timed
+    return setup
+
+
+def test_fast_bf16_is_chosen(fake_cpu):
+    fake_cpu({"avx2", "avx512_bf16"}, {torch.float32: 200.0, torch.bfloat16: 900.0})
+    got = precision.measure()
+    assert got["chosen"] == "bfloat16" and got["ratio"] == 4.5 and got["bf16_flags"] == ["avx512_bf16"]
+
+
+def test_slow_bf16_keeps_fp32(fake_cpu):
+    fake_cpu({"amx_bf16"}, {torch.float32: 200.0, torch.bfloat16: 210.0})  # under FASTER x fp32
+    assert precision.measure()["chosen"] == "float32"
+
+
+def test_without_the_flags_bf16_is_not_even_timed(fake_cpu):
+    timed = fake_cpu({"avx2", "fma"}, {torch.float32: 100.0})  # an AVX2-only CPU: bf16 ~380x slower
+    got = precision.measure()
+    assert got["chosen"] == "float32" and got["bf16_gflops"] is None and timed == [torch.float32]
+
+
+def test_the_probe_runs_once_per_machine_and_auto_follows_it(fake_cpu, tmp_path, monkeypatch):
+    timed = fake_cpu({"avx512_bf16"}, {torch.float32: 200.0, torch.bfloat16: 900.0})
+    assert precision.auto_dtype("cpu") == torch.bfloat16
+    assert precision.auto_dtype("cpu") == torch.bfloat16
+    assert len(timed) == 2  # fp32 and bf16 once; the second call read the cache
+    saved = json.loads((tmp_path / "hardware.json").read_text())
+    assert [v["chosen"] for v in saved.values()] == ["bfloat16"]
+
+    from rmkit.models.load import resolve_dtype
+    from rmkit.train.trainer import resolve_precision
+
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16
+    assert resolve_precision("auto")[0] == "bf16" and resolve_precision("no")[0] == "no"
+    monkeypatch.setattr(precision, "probe", lambda refresh=False: {"chosen": "float32", "why": "faked"})
+    assert resolve_precision("auto") == ("no", {"requested": "auto", "chosen": "no",
+                                                "probe": {"chosen": "float32", "why": "faked"}})
+    assert resolve_dtype("auto", "cpu") == torch.float32
