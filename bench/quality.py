@@ -9,7 +9,7 @@ The bar: on the 600 held-out pairs of `rmkit.train.splits.quality_split` (never 
 choose anything), the model is more often right than the untrained backbone (`--base`, the same SmolLM2 with
 its random head) AND than the length baseline (longer reply wins), each by a paired bootstrap at 95% (the
 interval of the accuracy difference above zero). Held-out pairs are scored at `--max-length` 2048 (the longest
-is 1,738 tokens: none is cut or skipped), in fp32. Also reported: accuracy by source and by HH-RLHF split
+is 1,738 tokens: none is cut or skipped), in fp32 (`--dtype float32`; `make default-rm` passes it). Also reported: accuracy by source and by HH-RLHF split
 (helpful vs harmless), RewardBench v1 (all 2,985 pairs with `--rewardbench all`, official sections and
 intervals, next to the length baseline), LLMBar and EvalBiasBench (`rmkit eval pairwise` scoring), and the
 Jane-apples rewards. Each evaluation is cached under OUT/stages (the untrained backbone's under --cache), so a
@@ -39,6 +39,8 @@ def parse_args(argv=None):
     ap.add_argument("--cache", default=str(RUNS / "quality" / "cache"),
                     help="evaluations of the base and the baseline (kept in rmkit's cache across checkouts)")
     ap.add_argument("--max-length", type=int, default=2048)
+    ap.add_argument("--dtype", default="auto", help="auto (bf16 on a CPU measured faster in bf16) | float32 "
+                    "(the bar: `make default-rm` passes it) | bfloat16")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--rewardbench", default="0", help="'all', N (stratified subsample) or 0 (skip)")
     ap.add_argument("--pairwise", action="store_true", help="also LLMBar and EvalBiasBench")
@@ -49,7 +51,7 @@ def parse_args(argv=None):
 def scorer_for(name: str, args):
     from rmkit.score.scorer import RewardScorer
 
-    return RewardScorer.from_pretrained(name, dtype="float32", max_length=args.max_length, truncation="skip",
+    return RewardScorer.from_pretrained(name, dtype=args.dtype, max_length=args.max_length, truncation="skip",
                                         batch_tokens=args.batch_tokens, show_progress=True)
 
 
@@ -195,6 +197,10 @@ def main(argv=None) -> dict:
     from rmkit.train.splits import data_dir, quality_split
 
     args = parse_args(argv)
+    if args.dtype == "auto":  # resolved here, so that cached evaluations are keyed by the dtype they ran in
+        from rmkit.models.precision import probe
+
+        args.dtype = probe()["chosen"]
     out, cache = Path(args.out), Path(args.cache)
     t_start = time.monotonic()
     _, held = quality_split()
@@ -209,7 +215,7 @@ def main(argv=None) -> dict:
         base = base or scorer_for(args.base, args)
         return base
 
-    base_tag = re.sub(r"[^\w.-]+", "_", args.base.strip("/"))
+    base_tag = re.sub(r"[^\w.-]+", "_", args.base.strip("/")) + ("" if args.dtype == "float32" else f"_{args.dtype}")
     rows["untrained"] = stage(cache, f"{base_tag}_heldout_{args.max_length}",
                               lambda: heldout_eval(base_scorer(), held, args.n_boot))
     model = base_scorer() if args.model == args.base else scorer_for(args.model, args)
@@ -243,7 +249,7 @@ def _ci(b: dict) -> str:
 
 
 def report(r: dict) -> None:
-    print(f"\nheld-out pairs: {r['heldout_pairs']} (scored at {r['scored_at']} tokens, fp32)")
+    print(f"\nheld-out pairs: {r['heldout_pairs']} (scored at {r['scored_at']} tokens, {r['args']['dtype']})")
     print(f"{'':24s} {'all':>19s} {'UltraFeedback':>19s} {'HH helpful':>19s} {'HH harmless':>19s}")
     for name, h in r["heldout"].items():
         cells = [_ci(h)]

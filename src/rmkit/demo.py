@@ -35,8 +35,12 @@ RESPONSE_WRONG = ("1. Jane starts with 12 apples and gives 4 to Mark. 12 - 4 = 8
                   "3. Jane splits the 9 apples equally among her 2 siblings (2 people in total). "
                   "9 ÷ 2 = 4.5 apples each. Each person gets 4 apples.")
 DEFAULT = "smollm2-135m-rm"
-SCORING = dict(dtype="float32", max_length=2048, truncation="truncate", batch_tokens=8192)
-"""fp32: CPUs without native bf16 (AVX-512-BF16 / AMX) run bf16 matmuls tens of times slower than fp32."""
+SCORING = dict(dtype="auto", max_length=2048, truncation="truncate", batch_tokens=8192)
+"""dtype auto: bf16 where this CPU's bf16 matmul is measured faster than fp32 (`rmkit.models.precision`)."""
+PAIRS = {"float32": (100, 100), "bfloat16": (200, 200)}
+"""(RewardBench, held-out) pairs by the compute dtype: a fast-bf16 CPU evaluates twice as many in the same
+time (the intervals narrow by ~1/sqrt(2)). CPUs without native bf16 (AVX-512-BF16 / AMX) run bf16 matmuls
+tens of times slower than fp32, so there the probe keeps fp32."""
 
 
 class Progress:
@@ -150,7 +154,7 @@ def finetune(base: Path, train_pairs, out: Path, args, progress: Progress) -> di
     layers = _json.loads((Path(base) / "config.json").read_text())["num_hidden_layers"]
     cfg = TrainConfig(model=str(base), data=[str(data)], max_train_pairs=args.train_pairs, max_length=320,
                       truncation="skip", batch_size=4, num_epochs=args.epochs, max_minutes=args.train_minutes,
-                      learning_rate=2e-4, lr_scheduler="constant", warmup_steps=2, mixed_precision="no",
+                      learning_rate=2e-4, lr_scheduler="constant", warmup_steps=2, mixed_precision="auto",
                       freeze_layers=max(1, layers - 4), trunk_cache="auto", packing="shared", lora_r=0,
                       seed=0, output_dir=str(out / "finetune"), final_eval=False)
 
@@ -214,14 +218,30 @@ def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict)
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m rmkit.demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rewardbench", type=int, default=100, help="RewardBench v1 pairs (stratified subsample)")
-    ap.add_argument("--heldout", type=int, default=100, help="held-out pairs (half HH-RLHF, half UltraFeedback)")
+    ap.add_argument("--rewardbench", type=int, default=None, help="RewardBench v1 pairs (stratified subsample; "
+                    "default 100, 200 where the CPU computes in bf16)")
+    ap.add_argument("--heldout", type=int, default=None, help="held-out pairs (half HH-RLHF, half UltraFeedback; "
+                    "default 100, 200 where the CPU computes in bf16)")
     ap.add_argument("--train-pairs", type=int, default=32, help="real pairs the fine-tune sees")
     ap.add_argument("--epochs", type=float, default=3.0, help="passes over them")
     ap.add_argument("--train-minutes", type=float, default=4.0, help="wall-clock cap of the fine-tune")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default="runs/demo")
     return ap.parse_args(argv)
+
+
+def choose_sizes(args) -> str:
+    """The compute dtype scoring will use here, and the subsample sizes it affords (unless given)."""
+    from rmkit.models.precision import probe
+
+    found = probe()
+    dtype = found["chosen"]
+    rb, held = PAIRS[dtype]
+    args.rewardbench = rb if args.rewardbench is None else args.rewardbench
+    args.heldout = held if args.heldout is None else args.heldout
+    print(f"  scoring in {dtype} ({found['why']}; fp32 matmul {found['fp32_gflops']:.0f} GFLOP/s): "
+          f"{args.rewardbench} RewardBench and {args.heldout} held-out pairs")
+    return dtype
 
 
 def load_data(args):
@@ -240,7 +260,7 @@ def evaluate_default(path: Path, trained: bool, held, rb, args, progress: Progre
     from rmkit.score.baselines import LengthScorer
     from rmkit.score.scorer import RewardScorer
 
-    progress.step("Evaluating the length baseline, the untrained backbone and the default model (fp32)")
+    progress.step("Evaluating the length baseline, the untrained backbone and the default model")
     name = f"default ({DEFAULT})" if trained else "default (untrained)"
     rows = {"length baseline (longer wins)": evaluate_scorer(LengthScorer(), rb, held, args.n_boot)}
     if trained:
@@ -286,6 +306,7 @@ def main(argv=None) -> dict:
     print(f"  {path}\n  default reward model: "
           f"{DEFAULT + ' (trained part shipped in the package)' if trained else 'UNTRAINED (random score head)'}")
     progress.step(f"Loading data from {os.environ.get('RMKIT_DATA_DIR', '(RMKIT_DATA_DIR unset)')}")
+    dtype = choose_sizes(args)
     train_pool, held, rb = load_data(args)
     name, rows, jane = evaluate_default(path, trained, held, rb, args, progress)
     ft = tune_and_evaluate(backbone() if trained else path, train_pool, held, rows, jane, out, args, progress)
@@ -294,7 +315,7 @@ def main(argv=None) -> dict:
     say_plainly(trained, rows[name], rows["after the demo fine-tune"], ft, test)
     report = {"rows": {k: _strip(v) for k, v in rows.items()}, "jane_apples": jane, "paired_vs_default": test,
               "default_trained": trained, "finetune": {"history": ft["history"], "png": str(ft["png"])},
-              "elapsed": progress.elapsed()}
+              "elapsed": progress.elapsed(), "dtype": dtype}
     write_json_atomic(out / "demo_results.json", report)
     print(f"\nDone in {progress.elapsed()}. Results: {out / 'demo_results.json'}; loss curve: {ft['png']}")
     return report

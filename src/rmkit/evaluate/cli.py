@@ -26,7 +26,9 @@ ModelOpt = typer.Option(None, "--model", "-m", help="reward model: local path, h
 BaselineOpt = typer.Option(None, "--scorer", help="a model-free baseline instead: length | random")
 DataOpt = typer.Option(None, "--data", help="benchmark file (default: local copy under RMKIT_DATA_DIR, else hub)")
 OutputOpt = typer.Option(..., "--output", "-o", help="results.json to write")
-DtypeOpt = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16 | auto")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 where this CPU's bf16 matmul is measured faster, "
+                                                 "else fp32; bf16 on CUDA) | float32 (exact reproduction) | "
+                                                 "bfloat16 | float16")
 BatchOpt = typer.Option(8192, "--batch-tokens", help="padded tokens per forward")
 MaxLenOpt = typer.Option(None, "--max-length", help="longest sequence in tokens")
 TruncOpt = typer.Option("error", "--truncation", help="over-long input: error | skip | truncate")
@@ -120,6 +122,7 @@ def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = Bas
 
 def _with_stats(results: dict, sc) -> dict:
     results["scorer_stats"] = dict(getattr(sc, "stats", {}) or {})
+    results["dtype"] = getattr(sc, "dtype_name", None)  # the compute dtype the rewards came from
     results["temperature"] = getattr(sc, "temperature", 1.0)  # for rmkit compare's preference log-loss
     return results
 

@@ -22,7 +22,7 @@ def score_cmd(input: List[Path] = typer.Argument(..., help="jsonl / parquet / js
               gpus_per_actor: float = typer.Option(0, "--gpus-per-actor", help="ray: GPUs per actor (1 on GPUs)"),
               address: Optional[str] = typer.Option(None, "--address", help="ray: an existing cluster ('auto' "
                                                                             "or ray://host:10001); none: local"),
-              dtype: str = typer.Option("float32", "--dtype"),
+              dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16"),
               batch_tokens: int = typer.Option(8192, "--batch-tokens"),
               max_length: Optional[int] = typer.Option(None, "--max-length"),
               truncation: str = typer.Option("error", "--truncation", help="error | skip | truncate"),
@@ -59,6 +59,7 @@ def score_cmd(input: List[Path] = typer.Argument(..., help="jsonl / parquet / js
         stats = score_file(input[0], output, sc, chunk_size=chunk_size, format=format, progress=bar.update,
                            errors=errors)
     extra = dict(getattr(sc, "stats", {}) or {})
+    extra["dtype"] = getattr(sc, "dtype_name", None)
     Console(stderr=True).print(f"wrote {output}: {stats} {extra}")
 
 

@@ -40,7 +40,8 @@ class TooLongError(ValueError):
 @dataclass
 class ScorerConfig:
     dtype: str = "float32"
-    """"float32", "bfloat16", "float16" or "auto" (bf16/fp16 on a GPU, fp32 on CPU)."""
+    """"float32", "bfloat16", "float16" or "auto" (bf16/fp16 on a GPU; on a CPU bf16 where its bf16 matmul
+    is measured faster than fp32, `rmkit.models.precision`, else fp32). The CLIs default to "auto"."""
     attn_implementation: str | None = None
     """None = the model's default; Gemma-2 is forced off SDPA (eager or flash_attention_2)."""
     max_length: int | None = None
@@ -208,6 +209,11 @@ class RewardScorer(ConversationScorer):
             log.warning("%s: the pad token (id %s) is the token that ends every rendered conversation. "
                         "rmkit pools at the true last token; a model trained under transformers' pad-id "
                         "rule read one token earlier: use pooling='hf' to reproduce it.", self.name, pad)
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the model computes in ("float32", "bfloat16", ...): results files record it."""
+        return str(next(self.model.parameters()).dtype).replace("torch.", "")
 
     @property
     def shares(self) -> bool:

@@ -1,0 +1,102 @@
+"""The default reward model's recipe, every step, resuming from rmkit's cache: `make default-rm`.
+
+    python -m rmkit.train.recipe                 # RMKIT_DATA_DIR=../shared/data; runs under $RMKIT_CACHE/runs
+    python -m rmkit.train.recipe --dry-run       # says what each step would reuse or run
+
+Steps: the training pool and the 600 held-out pairs (`rmkit.train.splits pool`), RewardBench decontamination
+(`rmkit decontaminate`), the validation split, training (`rmkit train --config
+configs/train/smollm2-135m-rm.yaml --resume`: the store and the checkpoints resume from the cache), and the
+bar (`bench/quality.py --dtype float32` on the run's best validation export). The runs live in rmkit's cache
+(`$RMKIT_CACHE/runs/smollm2-135m-rm`, default `~/.cache/rmkit`), so a fresh checkout on the same machine
+goes on where the last one stopped. A step whose outputs exist is reused (and says so); each step that runs
+appends its wall minutes to `stage_times.tsv` beside the runs.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG = "configs/train/smollm2-135m-rm.yaml"
+RUN = "top8"
+
+
+def root() -> Path:
+    from rmkit.models.embedded import cache_dir
+
+    return cache_dir() / "runs" / "smollm2-135m-rm"
+
+
+def rmkit_cli() -> list[str]:
+    found = Path(sys.executable).parent / "rmkit"
+    return [str(found)] if found.exists() else [shutil.which("rmkit") or "rmkit"]
+
+
+def steps(rm: Path, config: str = CONFIG) -> list[tuple[str, list[Path], list[str]]]:
+    """(name, outputs that mark it done, command) in order."""
+    data = rm / "data"
+    return [
+        ("pool", [data / "pool.jsonl", data / "heldout.jsonl"],
+         [sys.executable, "-m", "rmkit.train.splits", "pool", str(data)]),
+        ("decontaminate", [data / "clean.jsonl"],
+         [*rmkit_cli(), "decontaminate", str(data / "pool.jsonl"), "--against", "rewardbench", "-o",
+          str(data / "clean.jsonl"), "--removed", str(data / "removed.jsonl"), "--report",
+          str(data / "decontamination.json")]),
+        ("validation", [data / "train.jsonl", data / "validation.jsonl"],
+         [sys.executable, "-m", "rmkit.train.splits", "validation", str(data / "clean.jsonl"), str(data),
+          "--per-source", "hh-rlhf=300,ultrafeedback=150"]),
+        ("train", [rm / RUN / "model" / "model.safetensors"],
+         [*rmkit_cli(), "train", "--config", config, "--resume"]),
+        ("bar", [rm / "quality" / RUN / "quality.json"],
+         [sys.executable, "bench/quality.py", "--dtype", "float32", "--model", str(rm / RUN / "best"),
+          "--out", str(rm / "quality" / RUN)]),
+    ]
+
+
+def done(outputs: list[Path], name: str, rm: Path) -> bool:
+    """Outputs present (for training: a complete run's export, not an interrupted one's)."""
+    if not all(p.exists() for p in outputs):
+        return False
+    if name == "train":
+        import json
+
+        results = rm / RUN / "results.json"
+        return results.exists() and bool(json.loads(results.read_text()).get("complete"))
+    return True
+
+
+def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
+    rm = root()
+    rm.mkdir(parents=True, exist_ok=True)
+    record = []
+    for name, outputs, cmd in steps(rm):
+        if done(outputs, name, rm):
+            print(f"[recipe] {name}: reused {', '.join(str(p) for p in outputs)}", flush=True)
+            record.append((name, "reused", 0.0))
+            continue
+        print(f"[recipe] {name}: {' '.join(cmd)}", flush=True)
+        if dry_run:
+            record.append((name, "would run", 0.0))
+            continue
+        t0 = time.monotonic()
+        subprocess.run(cmd, check=True)
+        minutes = (time.monotonic() - t0) / 60
+        with open(rm / "stage_times.tsv", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{minutes:.1f}\n")
+        print(f"[recipe] {name}: {minutes:.1f} min", flush=True)
+        record.append((name, "ran", minutes))
+    return record
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rmkit.train.recipe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dry-run", action="store_true", help="say what each step would reuse or run")
+    run(ap.parse_args(argv).dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
