@@ -57,8 +57,8 @@ def scorer_for(name: str, args):
 
 class Chunked:
     """A scorer whose `score_pairs` runs in chunks of `size` pairs, each chunk's rewards kept in
-    folder/name-K.json: a long evaluation (RewardBench all: ~2 hours here) stopped midway resumes at its
-    last finished chunk. A chunk file records its pairs' ids and is used only for those same pairs."""
+    folder/name-K.json: a long evaluation (RewardBench all: ~2 hours here; the held-out 600 in fp32: ~20-40
+    minutes) stopped midway resumes at its last finished chunk. A chunk file records its pairs' ids and is used only for those same pairs."""
 
     def __init__(self, scorer, folder: Path, name: str, size: int = 250):
         self.scorer, self.folder, self.tag, self.size = scorer, folder, name, size
@@ -216,11 +216,13 @@ def main(argv=None) -> dict:
         return base
 
     base_tag = re.sub(r"[^\w.-]+", "_", args.base.strip("/")) + ("" if args.dtype == "float32" else f"_{args.dtype}")
-    rows["untrained"] = stage(cache, f"{base_tag}_heldout_{args.max_length}",
-                              lambda: heldout_eval(base_scorer(), held, args.n_boot))
+    held_tag = f"{base_tag}_heldout_{args.max_length}"
+    rows["untrained"] = stage(cache, held_tag, lambda: heldout_eval(
+        Chunked(base_scorer(), cache / "chunks", held_tag, size=100), held, args.n_boot))
     model = base_scorer() if args.model == args.base else scorer_for(args.model, args)
     rows["model"] = rows["untrained"] if args.model == args.base else stage(
-        out / "stages", "heldout", lambda: heldout_eval(model, held, args.n_boot))
+        out / "stages", "heldout", lambda: heldout_eval(Chunked(model, out / "stages" / "chunks", "heldout", size=100),
+                                                       held, args.n_boot))
     result = {"model": args.model, "verdict": verdict(rows["model"], rows["untrained"], rows["length"], args.n_boot),
               "heldout": {k: {x: y for x, y in v.items() if x not in ("correct", "rewards")} for k, v in rows.items()},
               "jane_apples": {"model": stage(out / "stages", "jane", lambda: jane(model)),

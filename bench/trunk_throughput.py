@@ -12,9 +12,10 @@ Store build, every layout on the same groups, alternating over --rounds:
   packed-fp32    the layout before issue 20: chunks of 32 groups in data order, packed into rows as wide
                  as the chunk's longest group, fp32 weights
   packed-bf16    the same rows with the frozen layers in bf16
-  by-length-bf16 rmkit now: groups longest first, one group per row (attention costs each group its own
-                 length squared), bf16 (what `mixed_precision: auto` picks on a CPU with fast bf16)
-  by-length-fp32 the same in fp32 (what it picks on a CPU without)
+  per-group-bf16 rmkit now: groups longest first, a chunk's groups in one padding-free row, attention paid
+                 per group through the causal kernel (`rmkit.models.group_attention`), bf16 (what
+                 `mixed_precision: auto` picks on a CPU with fast bf16)
+  per-group-fp32 the same in fp32 (what it picks on a CPU without)
 Training: `rmkit.train.train` from the store (batch 16, 1 epoch over the same pairs), mixed_precision "no"
 vs "bf16"; its rate is shared tokens over the training loop's seconds (the store build not counted).
 "Share" = the useful matmul FLOPs (2 x the layers' Linear weights per token; 3x that for training) per
@@ -65,8 +66,8 @@ def build_packed(stack, config, groups, k, dtype):
             run_layers(part, config, hidden, masks, batch["position_ids"], range(k))
 
 
-def build_by_length(stack, config, groups, k, dtype):
-    """rmkit's build: longest first, one group per row, token-budget forwards (`rmkit.train.trunk`)."""
+def build_per_group(stack, config, groups, k, dtype):
+    """rmkit's build: longest first, token-budget forwards, attention per group (`rmkit.train.trunk`)."""
     from rmkit.train.trunk import build_order, forward_groups, frozen_part, sub_batches
 
     part = frozen_part(stack, k, dtype)
@@ -84,8 +85,8 @@ def time_builds(model, groups, rounds: int) -> dict:
 
     stack = decoder(model)
     variants = {"packed-fp32": (build_packed, torch.float32), "packed-bf16": (build_packed, torch.bfloat16),
-                "by-length-bf16": (build_by_length, torch.bfloat16),
-                "by-length-fp32": (build_by_length, torch.float32)}
+                "per-group-bf16": (build_per_group, torch.bfloat16),
+                "per-group-fp32": (build_per_group, torch.float32)}
     seconds = {name: [] for name in variants}
     for r in range(rounds):
         names = list(variants)[r % len(variants):] + list(variants)[:r % len(variants)]
@@ -163,7 +164,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "trunk_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
     b = result["build"]
-    print(f"build by-length-bf16 / packed-fp32: {b['by-length-bf16']['tokens_per_s'] / b['packed-fp32']['tokens_per_s']:.2f}x")
+    print(f"build per-group-bf16 / packed-fp32: {b['per-group-bf16']['tokens_per_s'] / b['packed-fp32']['tokens_per_s']:.2f}x")
     return result
 
 
