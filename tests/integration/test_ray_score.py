@@ -118,7 +118,7 @@ def test_ray_scorer_feeds_eval_and_curate_as_the_local_scorer_does(ray_local, tm
     for engine in ("local", "ray"):
         res = runner.invoke(app, ["eval", "pairwise", "--model", str(tiny_llama), "--data",
                                   str(shared_data / "evalbiasbench"), "--device", "cpu", "--truncation", "skip",
-                                  "--engine", engine, "--actors", "2", "--output", str(tmp_path / f"{engine}.json")])
+                                  "--engine", engine, "--actors", "2", "--dtype", "float32", "--output", str(tmp_path / f"{engine}.json")])
         assert res.exit_code == 0, res.output
         out[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
     # another batch composition: rewards within 1e-5 (DESIGN rule 7), the same decisions beyond near ties
@@ -132,7 +132,7 @@ def test_ray_scorer_feeds_eval_and_curate_as_the_local_scorer_does(ray_local, tm
     for engine in ("local", "ray"):
         target = tmp_path / engine / "pairs.jsonl"
         res = runner.invoke(app, ["curate", "--config", "configs/curate/fixture-demo.yaml", f"output={target}",
-                                  f"rm_filter.model={tiny_llama}", "--engine", engine, "--actors", "1"])
+                                  f"rm_filter.model={tiny_llama}", "rm_filter.options.dtype=float32", "--engine", engine, "--actors", "1"])
         assert res.exit_code == 0, res.output
         kept[engine] = {r["id"]: r["meta"] for r in read_complete_jsonl(target)}
     assert kept["local"]

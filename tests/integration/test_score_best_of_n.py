@@ -35,7 +35,8 @@ def run_cli(monkeypatch, *args):
 def test_best_of_n_rows_through_rmkit_score(tiny_llama, tmp_path, monkeypatch):
     src, out = tmp_path / "bon.jsonl", tmp_path / "scored.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    assert run_cli(monkeypatch, "score", src, "-o", out, "--model", tiny_llama, "--device", "cpu") == 0
+    assert run_cli(monkeypatch, "score", src, "-o", out, "--model", tiny_llama, "--device", "cpu",
+                   "--dtype", "float32") == 0
     got = [json.loads(x) for x in out.read_text().splitlines()]
     scorer = RewardScorer.from_pretrained(str(tiny_llama), device="cpu")
     assert [r["id"] for r in got] == ["a", "b", "c"] and [r["row"] for r in got] == [0, 1, 2]

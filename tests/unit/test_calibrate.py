@@ -56,7 +56,7 @@ def test_cli_fits_saves_and_serve_uses_it(tiny_llama, tmp_path, monkeypatch, cap
     out = tmp_path / "calib.json"
     monkeypatch.setattr(sys, "argv", ["rmkit", "calibrate", "--model", str(model), "--data", str(data),
                                       "--output", str(out), "--report", str(tmp_path / "rep"), "--save",
-                                      "--device", "cpu"])
+                                      "--device", "cpu", "--dtype", "float32"])
     with pytest.raises(SystemExit) as e:
         cli.main()
     assert e.value.code == 0, capsys.readouterr().err

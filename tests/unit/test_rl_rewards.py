@@ -159,7 +159,8 @@ def test_rmkit_calibrate_save_stores_the_stats_normalize_reads(tiny_llama, tmp_p
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
     monkeypatch.setattr(sys, "argv", ["rmkit", "calibrate", "--model", str(model), "--data", str(data), "--save",
-                                      "--output", str(tmp_path / "calib.json"), "--device", "cpu"])
+                                      "--output", str(tmp_path / "calib.json"), "--device", "cpu",
+                                      "--dtype", "float32"])
     with pytest.raises(SystemExit) as e:
         cli.main()
     assert e.value.code == 0
