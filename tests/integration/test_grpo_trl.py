@@ -6,9 +6,6 @@ completions it sampled are the rewards rmkit gives those conversations offline.
 """
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -22,6 +19,7 @@ from rmkit.integrations.trl import reward_function  # noqa: E402
 from rmkit.score.scorer import RewardScorer  # noqa: E402
 from rmkit.serve.app import create_app  # noqa: E402
 from rmkit.serve.config import ServeConfig  # noqa: E402
+from test_serve_http import running  # noqa: E402
 from tiny import build_tokenizer  # noqa: E402
 
 TOPICS = ["apples", "the sea", "a fox", "numbers"]
@@ -42,23 +40,9 @@ class Recorder:
 
 @contextmanager
 def serving(scorer, api_key: str):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(scorer, ServeConfig(api_key=api_key, port=port)),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    """rmkit serve on a free loopback port (the serve tests' own `running`), its base URL."""
+    with running(create_app(scorer, ServeConfig(api_key=api_key))) as (url, _server, _thread):
+        yield url
 
 
 def train_grpo(reward, tmp_path, conversational: bool):
