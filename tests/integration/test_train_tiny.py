@@ -212,3 +212,40 @@ def test_oversample_repeats_a_source_in_the_plan(tiny_llama, tmp_path):
     assert {left_out.train[i].source for step in left_out.plan for i in step} == {"toy/b"}
     with pytest.raises(ValueError, match="match no training pair's source"):
         setup(cfg(tiny_llama, [a, b], tmp_path / "x", eval_size=0, eval_data=[str(a)], oversample={"uf": 2}))
+
+
+def test_average_last_evaluates_the_mean_of_the_last_weights(tiny_llama, toy, tmp_path):
+    """average_last: 3 evaluates the mean of the trained weights at the final step and the two checkpoints
+    before it; the recorded held-out accuracy is that of the mean weights scored on their own."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rmkit.data import load_pairs
+    from rmkit.evaluate.metrics import pairwise_correct
+    from rmkit.score.scorer import RewardScorer
+
+    held = write_toy(tmp_path / "held.jsonl", 24, seed=7)
+    out = tmp_path / "run"
+    summary = train(cfg(tiny_llama, toy, out, eval_data=[str(held)], learning_rate=2e-4, max_steps=5,
+                        save_steps=1, save_total_limit=5, average_last=3))
+    avg = summary["averaged"]
+    assert avg["steps"] == [3, 4, 5]
+    final = load_file(out / "model" / "model.safetensors")
+    ck = [load_file(out / "checkpoints" / f"checkpoint-{s:06d}" / "model.safetensors") for s in (3, 4)]
+    moved = [k for k in final if not torch.equal(final[k], ck[0][k])]
+    assert moved  # the weights moved between the steps: the mean is not any one of them
+    mean = {k: ((final[k].double() + ck[0][k].double() + ck[1][k].double()) / 3).float() for k in final}
+    model = AutoModelForSequenceClassification.from_pretrained(str(out / "model"))
+    model.load_state_dict(mean, strict=False)
+    folder = tmp_path / "mean"
+    model.save_pretrained(str(folder))
+    for f in (out / "model").iterdir():
+        if f.name.startswith("tokenizer") or f.name.endswith(".jinja"):
+            (folder / f.name).write_bytes(f.read_bytes())
+    pairs = load_pairs(str(held))
+    rewards = RewardScorer.from_pretrained(str(folder), dtype="float32").score_pairs(pairs)
+    got = sum(pairwise_correct([c for c, _ in rewards], [r for _, r in rewards]))
+    near = sum(abs(c - r) <= 2e-5 for c, r in rewards)
+    assert abs(got - avg["heldout"]["accuracy"] * len(pairs)) <= near + 1e-6
+    # the mean's rewards differ from the final model's: the evaluation did not score the final weights
+    final_rewards = RewardScorer.from_pretrained(str(out / "model"), dtype="float32").score_pairs(pairs)
+    assert max(abs(a[0] - b[0]) for a, b in zip(rewards, final_rewards)) > 1e-4

@@ -142,6 +142,11 @@ class TrainConfig:
     save_best: bool = False
     """Export the model to output_dir/best at every evaluation (periodic or final) whose held-out accuracy
     beats every earlier one: early stopping on the validation data without keeping every checkpoint."""
+    average_last: int = 0
+    """At the end, also evaluate the mean of the trained weights over the final model and the last
+    `average_last - 1` checkpoints before it (0 or 1: off); with save_best it becomes output_dir/best when its
+    held-out accuracy beats every evaluation of the run. Checkpoints at the evaluations (save_steps =
+    eval_steps, save_total_limit >= average_last) average the weights the evaluations saw."""
     final_eval: bool = True
     n_boot: int = 1000
 
@@ -164,7 +169,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_size", "rewardbench_eval", "eval_steps", "save_steps", "warmup_steps",
-                     "lora_r", "pack_row_tokens", "freeze_layers"):
+                     "lora_r", "pack_row_tokens", "freeze_layers", "average_last"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not isinstance(self.oversample, dict) or any(

@@ -452,7 +452,62 @@ def finish(run: Run, complete: bool) -> dict:
     run.acc.wait_for_everyone()
     if results:
         keep_if_best(run, {"step": run.state.step, **results}, exported=out / "model")
+    if run.cfg.average_last >= 2 and results:
+        summary["averaged"] = averaged_eval(run, [*run.state.evals, {"step": run.state.step, **results}])
+        if run.acc.is_main_process:
+            write_json_atomic(out / "results.json", summary)
     return summary
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def averaged_eval(run: Run, earlier: list[dict]) -> dict:
+    """Evaluate the mean of the trained weights over the model as it is now and the last `average_last - 1`
+    checkpoints of earlier steps; with save_best, export it to output_dir/best when its held-out accuracy
+    beats every evaluation in `earlier`. The model's own weights are put back afterwards. One process only
+    (a sharded model's checkpoint is not one file)."""
+    from safetensors import safe_open
+
+    if run.acc.num_processes > 1:
+        return {"skipped": "average_last runs in one process"}
+    model = run.acc.unwrap_model(run.model)
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    folders = [f for f in sorted((Path(run.cfg.output_dir) / "checkpoints").glob("checkpoint-*"))
+               if checkpoint_step(f) < run.state.step][-(run.cfg.average_last - 1):]
+    if not folders:
+        return {"skipped": "no checkpoint before the final step"}
+    own = {n: p.detach().clone() for n, p in trained.items()}
+    total = {n: p.detach().double() for n, p in trained.items()}
+    for folder in folders:
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+            missing = sorted(set(trained) - set(f.keys()))
+            if missing:
+                raise ValueError(f"{folder}/model.safetensors lacks trained weights {missing[:3]}")
+            for n in trained:
+                total[n] += f.get_tensor(n).double()
+    steps = [checkpoint_step(f) for f in folders] + [run.state.step]
+    with torch.no_grad():
+        for n, p in trained.items():
+            p.copy_((total[n] / len(steps)).to(p.dtype))
+    ev = evaluation.run_eval(run, final=True)
+    record = {"steps": steps, **ev}
+    acc, before = _accuracy(ev), [a for e in earlier if (a := _accuracy(e)) is not None]
+    if acc is not None:
+        log.info("mean of the weights at steps %s: held-out %.1f%% (best single evaluation %.1f%%)", steps,
+                 100 * acc, 100 * max(before, default=float("nan")))
+    if run.cfg.save_best and acc is not None and (not before or acc > max(before)):
+        best = Path(run.cfg.output_dir) / "best"
+        summary = {"complete": True, "steps": run.state.step, "num_steps": len(run.plan), "averaged_steps": steps,
+                   "data": run.stats, "eval": ev, "config": run.cfg.to_dict()}
+        _export_model(run, best, summary)
+        write_json_atomic(best / "eval.json", {"step": run.state.step, "averaged_steps": steps, **ev})
+        record["exported_to_best"] = True
+    with torch.no_grad():
+        for n, p in trained.items():
+            p.copy_(own[n])
+    return record
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, on_step: Callable | None = None,
