@@ -226,7 +226,7 @@ def test_average_last_evaluates_the_mean_of_the_last_weights(tiny_llama, toy, tm
     held = write_toy(tmp_path / "held.jsonl", 24, seed=7)
     out = tmp_path / "run"
     summary = train(cfg(tiny_llama, toy, out, eval_data=[str(held)], learning_rate=2e-4, max_steps=5,
-                        save_steps=1, save_total_limit=5, average_last=3))
+                        save_steps=1, save_total_limit=5, average_last=3, eval_steps=1))
     avg = summary["averaged"]
     assert avg["steps"] == [3, 4, 5]
     final = load_file(out / "model" / "model.safetensors")

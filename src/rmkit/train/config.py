@@ -143,10 +143,10 @@ class TrainConfig:
     """Export the model to output_dir/best at every evaluation (periodic or final) whose held-out accuracy
     beats every earlier one: early stopping on the validation data without keeping every checkpoint."""
     average_last: int = 0
-    """At the end, also evaluate the mean of the trained weights over the final model and the last
-    `average_last - 1` checkpoints before it (0 or 1: off); with save_best it becomes output_dir/best when its
-    held-out accuracy beats every evaluation of the run. Checkpoints at the evaluations (save_steps =
-    eval_steps, save_total_limit >= average_last) average the weights the evaluations saw."""
+    """At the end, also evaluate the mean of the trained weights over the final model and the checkpoints of
+    the last `average_last - 1` evaluations before it (0 or 1: off; it needs save_steps dividing eval_steps
+    and save_total_limit large enough to keep them); with save_best it becomes output_dir/best when its
+    held-out accuracy beats every evaluation of the run. `--resume average_last=K` on a finished run adds it."""
     final_eval: bool = True
     n_boot: int = 1000
 

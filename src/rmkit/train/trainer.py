@@ -465,7 +465,7 @@ def checkpoint_step(folder: Path) -> int:
 
 def averaged_eval(run: Run, earlier: list[dict]) -> dict:
     """Evaluate the mean of the trained weights over the model as it is now and the last `average_last - 1`
-    checkpoints of earlier steps; with save_best, export it to output_dir/best when its held-out accuracy
+    checkpoints of earlier evaluation steps (every step when eval_steps is 0); with save_best, export it to output_dir/best when its held-out accuracy
     beats every evaluation in `earlier`. The model's own weights are put back afterwards. One process only
     (a sharded model's checkpoint is not one file)."""
     from safetensors import safe_open
@@ -474,10 +474,12 @@ def averaged_eval(run: Run, earlier: list[dict]) -> dict:
         return {"skipped": "average_last runs in one process"}
     model = run.acc.unwrap_model(run.model)
     trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    every = run.cfg.eval_steps or 1  # the weights the evaluations saw (not a time-budget stop's checkpoint)
     folders = [f for f in sorted((Path(run.cfg.output_dir) / "checkpoints").glob("checkpoint-*"))
-               if checkpoint_step(f) < run.state.step][-(run.cfg.average_last - 1):]
+               if checkpoint_step(f) < run.state.step and checkpoint_step(f) % every == 0]
+    folders = folders[-(run.cfg.average_last - 1):]
     if not folders:
-        return {"skipped": "no checkpoint before the final step"}
+        return {"skipped": "no checkpoint at an evaluation step before the final step"}
     own = {n: p.detach().clone() for n, p in trained.items()}
     total = {n: p.detach().double() for n, p in trained.items()}
     for folder in folders:
