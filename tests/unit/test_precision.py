@@ -53,3 +53,14 @@ def test_the_probe_runs_once_per_machine_and_auto_follows_it(fake_cpu, tmp_path,
     assert resolve_precision("auto") == ("no", {"requested": "auto", "chosen": "no",
                                                 "probe": {"chosen": "float32", "why": "faked"}})
     assert resolve_dtype("auto", "cpu") == torch.float32
+
+
+def test_a_capped_instruction_set_is_another_machine(fake_cpu, monkeypatch):
+    fake_cpu({"avx512_bf16"}, {torch.float32: 200.0, torch.bfloat16: 900.0})
+    for var in precision.KERNEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    plain = precision.machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision.machine_key() != plain
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert precision.machine_key() == plain  # the key of an uncapped machine is the one it always had

@@ -43,11 +43,21 @@ def cpu_flags() -> tuple[str, set[str]]:
     return model, flags
 
 
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+"""Variables that cap the instruction set torch's kernels use (`ATEN_CPU_CAPABILITY=avx2` with
+`ONEDNN_MAX_CPU_ISA=AVX2` runs an AVX-512 CPU like an AVX2-only one): they change the rates, so they are
+part of the machine's key."""
+
+
 def machine_key() -> str:
+    import os
+
     import torch
 
     model, flags = cpu_flags()
-    raw = json.dumps([model, sorted(flags), torch.__version__, torch.get_num_threads()])
+    capped = {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
+    raw = json.dumps([model, sorted(flags), torch.__version__, torch.get_num_threads()]
+                     + ([capped] if capped else []))
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
