@@ -77,6 +77,34 @@ def test_large_tensors_ship_as_bf16_deltas_close_to_the_trained_weights(tiny_lla
     assert untouched and all(torch.equal(got[k], base[k]) for k in untouched)
 
 
+def test_over_the_budget_in_bf16_the_deltas_ship_as_int8_rows(tiny_llama, run_dir, shipped_dir, monkeypatch):
+    """A part whose bf16 deltas break the budget ships them as int8 with a float32 scale per row: about half
+    the bytes, each weight within half a step (its row's largest change / 127) of the trained one."""
+    from rmkit.score.scorer import RewardScorer
+
+    monkeypatch.setattr(trained, "WHOLE_BELOW", 100)  # the tiny model's matrices count as large here
+    as_bf16 = trained.export(run_dir, str(tiny_llama), shipped_dir / "bf16")["megabytes"]
+    m = trained.export(run_dir, str(tiny_llama), shipped_dir / "tiny-rm", max_mb=0.75 * as_bf16)
+    dense = [k for k, v in m["tensors"].items() if v == "delta_int8"]
+    assert dense and "delta" not in m["tensors"].values() and m["megabytes"] <= 0.75 * as_bf16
+    part = load_file(shipped_dir / "tiny-rm" / trained.WEIGHTS)
+    want, base = load_file(run_dir / "model.safetensors"), load_file(tiny_llama / "model.safetensors")
+    out = trained.build("tiny-rm", embedded.cache_dir() / "models" / "tiny-rm")
+    got = load_file(out / "model.safetensors")
+    for k in dense:
+        assert part[k + ".int8"].dtype == torch.int8 and part[k + ".scale"].shape == (want[k].shape[0], 1)
+        step = (want[k] - base[k]).abs().amax(dim=1, keepdim=True) / 127
+        assert ((got[k] - want[k]).abs() <= step / 2 + 1e-6).all()
+    assert trained.export(run_dir, str(tiny_llama), shipped_dir / "forced", delta_dtype="int8")["tensors"] == \
+        m["tensors"]
+    ref = RewardScorer.from_pretrained(str(run_dir), dtype="float32")
+    shipped = RewardScorer.from_pretrained("tiny-rm", dtype="float32")
+    for (a, b), (c, d) in zip(shipped.score_pairs(_pairs()), ref.score_pairs(_pairs())):
+        assert a == pytest.approx(c, abs=1e-2) and b == pytest.approx(d, abs=1e-2)
+    with pytest.raises(ValueError, match="delta_dtype"):
+        trained.export(run_dir, str(tiny_llama), shipped_dir / "x", delta_dtype="fp8")
+
+
 def test_rebuilds_on_a_new_export_and_refuses_damage_or_size(tiny_llama, run_dir, shipped_dir):
     folder = shipped_dir / "tiny-rm"
     trained.export(run_dir, str(tiny_llama), folder)

@@ -28,14 +28,16 @@ def export_cmd(trained: str = typer.Argument(..., help="the trained checkpoint f
                base: str = typer.Option("smollm2-135m", help="the backbone it was trained from"),
                out: str = typer.Option(..., "--out", "-o", help="folder for trained.safetensors + manifest.json"),
                card: str = typer.Option(None, help="a model card (README.md) to ship beside the weights"),
-               max_mb: float = typer.Option(32.0, help="refuse a trained part larger than this")):
+               max_mb: float = typer.Option(32.0, help="refuse a trained part larger than this"),
+               delta_dtype: str = typer.Option("auto", help="dense deltas as bfloat16 or int8 (one scale per "
+                                               "row); auto: int8 only where bf16 would exceed --max-mb")):
     """Write the tensors a run changed (vs its backbone) as a small shipped part, loadable by folder name."""
     import json
 
     from rmkit.models.trained import export
 
-    print(json.dumps({k: v for k, v in export(trained, base, out, card=card, max_mb=max_mb).items()
-                      if k != "tensors"}, indent=1))
+    manifest = export(trained, base, out, card=card, max_mb=max_mb, delta_dtype=delta_dtype)
+    print(json.dumps({k: v for k, v in manifest.items() if k != "tensors"}, indent=1))
 
 
 def register(app, eval_app) -> None:

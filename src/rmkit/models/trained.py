@@ -10,6 +10,9 @@ rounding the weight itself would move it by ~0.4% of its size, more than a fine-
 (norms, the head) whole in float32. A large delta of low rank (a LoRA run's, merged at export) ships as its two
 float32 factors, (out, r) and (r, in), when those take less room than the bf16 delta and reproduce it to 0.1%
 (Frobenius): LoRA r=16 on eight layers of SmolLM2-135M takes ~5 MB where its dense deltas would take 56.
+Where the bf16 deltas would break the size budget (a full fine-tune of eight layers: 28.3M weights, 57 MB), the
+dense deltas ship as int8 with one float32 scale per row (`delta_int8`: each weight moves by at most half a
+step of its row's largest change / 127), half the room; `delta_dtype` forces either.
 `build` adds them back onto the prepared backbone and writes a plain HF checkpoint under the cache, so every
 engine (transformers, vLLM) loads it like any other; the cache is keyed by the shipped file's sha256, so a new
 export rebuilds it.
@@ -90,10 +93,23 @@ def _state(folder: Path) -> dict:
     return state
 
 
+def int8_rows(delta) -> tuple:
+    """(q, scale): int8 q and a float32 scale per row with q * scale == delta to half a step of each row
+    (step = the row's largest |change| / 127); a row that did not change gets scale 0."""
+    import torch
+
+    d = delta.float()
+    top = d.abs().amax(dim=-1, keepdim=True)
+    scale = top / 127
+    q = torch.round(d / torch.where(scale > 0, scale, torch.ones_like(scale))).clamp_(-127, 127)
+    return q.to(torch.int8).contiguous(), scale.contiguous()
+
+
 def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *, card: str | None = None,
-           max_mb: float = 32.0) -> dict:
+           max_mb: float = 32.0, delta_dtype: str = "auto") -> dict:
     """Write OUT/trained.safetensors + manifest.json with the tensors of `trained_dir` that differ from `base`
-    (an embedded name or a checkpoint folder). Refuses a result over `max_mb` (the repository's budget)."""
+    (an embedded name or a checkpoint folder). Dense deltas are bf16, or int8 per row (`delta_dtype` "auto":
+    int8 only where bf16 would exceed `max_mb`). Refuses a result over `max_mb` (the repository's budget)."""
     import torch
     from safetensors.torch import save_file
 
@@ -106,7 +122,9 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
         raise ValueError(f"{trained_dir} and {base} hold different tensors: only in the trained one "
                          f"{sorted(set(new_state) - set(base_state))[:5]}, only in the base "
                          f"{sorted(set(base_state) - set(new_state))[:5]}")
-    tensors, modes = {}, {}
+    if delta_dtype not in ("auto", "bfloat16", "int8"):
+        raise ValueError(f"delta_dtype must be auto, bfloat16 or int8, got {delta_dtype!r}")
+    tensors, modes, dense = {}, {}, {}
     for key in sorted(new_state):
         a, b = new_state[key], base_state[key]
         if a.shape != b.shape:
@@ -120,9 +138,17 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
         if (factors := low_rank(delta)) is not None:
             (tensors[key + ".lowrank_a"], tensors[key + ".lowrank_b"]), modes[key] = factors, "lowrank"
         else:
-            tensors[key], modes[key] = delta.to(torch.bfloat16).contiguous(), "delta"
-    if not tensors:
+            dense[key] = delta
+    if not tensors and not dense:
         raise ValueError(f"{trained_dir} equals {base}: nothing was trained")
+    kept = sum(t.numel() * t.element_size() for t in tensors.values())
+    as_bf16 = kept + 2 * sum(d.numel() for d in dense.values())
+    int8 = delta_dtype == "int8" or (delta_dtype == "auto" and as_bf16 / 1e6 > max_mb)
+    for key, delta in dense.items():
+        if int8:
+            (tensors[key + ".int8"], tensors[key + ".scale"]), modes[key] = int8_rows(delta), "delta_int8"
+        else:
+            tensors[key], modes[key] = delta.to(torch.bfloat16).contiguous(), "delta"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / WEIGHTS) as tmp:
@@ -130,8 +156,8 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
     size_mb = (out / WEIGHTS).stat().st_size / 1e6
     if size_mb > max_mb:
         (out / WEIGHTS).unlink()
-        raise ValueError(f"the trained part is {size_mb:.1f} MB, over the {max_mb:g} MB budget: train fewer "
-                         "layers or use LoRA")
+        raise ValueError(f"the trained part is {size_mb:.1f} MB{' with int8 deltas' if int8 else ''}, over the "
+                         f"{max_mb:g} MB budget: train fewer layers or use LoRA")
     manifest = {"base": base, "sha256": sha256(out / WEIGHTS), "tensors": modes, "megabytes": round(size_mb, 2),
                 "parameters": int(sum(t.numel() for t in tensors.values()))}
     write_json_atomic(out / MANIFEST, manifest)
@@ -160,7 +186,12 @@ def build(name: str, out: Path, *, force: bool = False) -> Path:
     state = _state(base)
     part = load_file(folder / WEIGHTS)
     for key, mode in manifest["tensors"].items():
-        shipped_value = part[key + ".lowrank_a"] @ part[key + ".lowrank_b"] if mode == "lowrank" else part[key]
+        if mode == "lowrank":
+            shipped_value = part[key + ".lowrank_a"] @ part[key + ".lowrank_b"]
+        elif mode == "delta_int8":
+            shipped_value = part[key + ".int8"].float() * part[key + ".scale"]
+        else:
+            shipped_value = part[key]
         if key not in state or state[key].shape != shipped_value.shape:
             raise ValueError(f"{folder}: tensor {key} does not fit the backbone {manifest['base']}")
         value = shipped_value.float() if mode == "whole" else state[key].float() + shipped_value.float()
