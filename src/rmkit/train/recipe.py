@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 CONFIG = "configs/train/smollm2-135m-rm.yaml"
-RUN = "top8"
+RUN = "top8-uf2"
+"""The recipe's run folder (the config's output_dir) under the runs root."""
 
 
 def root() -> Path:
