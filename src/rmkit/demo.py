@@ -212,8 +212,10 @@ def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict)
           f"{'significant' if test['significant'] else 'not significant'}). A few dozen pairs teach "
           "no preference that carries over to new prompts.")
     print("- What a few minutes of CPU cannot show: a reward model that beats chance. That takes every local pair "
-          "for a few epochs (configs/train/smollm2-135m-rm.yaml: the trunk store alone is ~2 hours of 2 CPU "
-          "cores, each epoch of the top 4 layers about 50 minutes) or minutes of a GPU.")
+          "(configs/train/smollm2-135m-rm.yaml, `make default-rm`: on 2 cores with fast bf16 the trunk store takes "
+          "~45 minutes and 400 steps of the top 8 layers ~50) or minutes of a GPU; its best run so far scores "
+          "59.3% on the 600 held-out pairs, above chance but not yet significantly above the untrained model "
+          "and the length baseline (bench/RESULTS.md).")
 
 
 def parse_args(argv=None):
