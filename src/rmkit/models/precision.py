@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -50,8 +51,6 @@ part of the machine's key."""
 
 
 def machine_key() -> str:
-    import os
-
     import torch
 
     model, flags = cpu_flags()

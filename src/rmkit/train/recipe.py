@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 CONFIG = "configs/train/smollm2-135m-rm.yaml"
-RUN = "top8-uf2"
-"""The recipe's run folder (the config's output_dir) under the runs root."""
 
 
 def root() -> Path:
@@ -36,9 +34,16 @@ def rmkit_cli() -> list[str]:
     return [str(found)] if found.exists() else [shutil.which("rmkit") or "rmkit"]
 
 
+def run_name(config: str = CONFIG) -> str:
+    """The training run's folder name: the last part of the config's output_dir (the runs root holds it)."""
+    from rmkit.train.config import load_config
+
+    return Path(load_config(config).output_dir).name
+
+
 def steps(rm: Path, config: str = CONFIG) -> list[tuple[str, list[Path], list[str]]]:
     """(name, outputs that mark it done, command) in order."""
-    data = rm / "data"
+    data, name = rm / "data", run_name(config)
     return [
         ("pool", [data / "pool.jsonl", data / "heldout.jsonl"],
          [sys.executable, "-m", "rmkit.train.splits", "pool", str(data)]),
@@ -49,23 +54,22 @@ def steps(rm: Path, config: str = CONFIG) -> list[tuple[str, list[Path], list[st
         ("validation", [data / "train.jsonl", data / "validation.jsonl"],
          [sys.executable, "-m", "rmkit.train.splits", "validation", str(data / "clean.jsonl"), str(data),
           "--per-source", "hh-rlhf=300,ultrafeedback=150"]),
-        ("train", [rm / RUN / "model" / "model.safetensors"],
+        ("train", [rm / name / "model" / "model.safetensors", rm / name / "results.json"],
          [*rmkit_cli(), "train", "--config", config, "--resume"]),
-        ("bar", [rm / "quality" / RUN / "quality.json"],
-         [sys.executable, "bench/quality.py", "--dtype", "float32", "--model", str(rm / RUN / "best"),
-          "--out", str(rm / "quality" / RUN)]),
+        ("bar", [rm / "quality" / name / "quality.json"],
+         [sys.executable, "bench/quality.py", "--dtype", "float32", "--model", str(rm / name / "best"),
+          "--out", str(rm / "quality" / name)]),
     ]
 
 
-def done(outputs: list[Path], name: str, rm: Path) -> bool:
-    """Outputs present (for training: a complete run's export, not an interrupted one's)."""
+def done(outputs: list[Path], name: str) -> bool:
+    """Outputs present (for training: a complete run's export and results, not an interrupted one's)."""
     if not all(p.exists() for p in outputs):
         return False
     if name == "train":
         import json
 
-        results = rm / RUN / "results.json"
-        return results.exists() and bool(json.loads(results.read_text()).get("complete"))
+        return bool(json.loads(outputs[-1].read_text()).get("complete"))
     return True
 
 
@@ -74,7 +78,7 @@ def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
     rm.mkdir(parents=True, exist_ok=True)
     record = []
     for name, outputs, cmd in steps(rm):
-        if done(outputs, name, rm):
+        if done(outputs, name):
             print(f"[recipe] {name}: reused {', '.join(str(p) for p in outputs)}", flush=True)
             record.append((name, "reused", 0.0))
             continue
