@@ -32,7 +32,7 @@ def demo_loop(model, tok, convs):
     with torch.inference_mode():
         for conv in convs:
             ids = tok.apply_chat_template(conv, tokenize=True, return_tensors="pt", return_dict=True)
-            out.append(model(input_ids=ids["input_ids"]).logits[0][0].float().item())
+            out.append(model(input_ids=ids["input_ids"].to(model.device)).logits[0][0].float().item())
     return out
 
 
@@ -45,18 +45,27 @@ def rewardbench_loop(model, tok, pairs_convs, batch_size=8):
         for texts, out in ((texts_c, out_c), (texts_r, out_r)):
             for i in range(0, len(texts), batch_size):
                 enc = tok(texts[i:i + batch_size], padding=True, return_tensors="pt",
-                          add_special_tokens=False)
+                          add_special_tokens=False).to(model.device)
                 out.extend(model(**enc).logits[:, 0].float().tolist())
     return list(zip(out_c, out_r))
 
 
-def matmul_flops(dtype, n=2048, reps=5):
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_flops(dtype, n=2048, reps=5, device="cpu"):
+    if device.startswith("cuda"):
+        n, reps = 8192, 20
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def model_flops(model, lengths):
@@ -67,11 +76,11 @@ def model_flops(model, lengths):
     return 2 * nonemb * sum(lengths) + attn
 
 
-def check_same(model, tok, pairs, n=8):
+def check_same(model, tok, pairs, n=8, rb_batch=8):
     convs = [[m.to_dict() for m in p.chosen_conversation] for p in pairs[:n]]
     rej = [[m.to_dict() for m in p.rejected_conversation] for p in pairs[:n]]
     a = demo_loop(model, tok, convs + rej)
-    b = rewardbench_loop(model, tok, list(zip(convs, rej)))
+    b = rewardbench_loop(model, tok, list(zip(convs, rej)), rb_batch)
     b = [c for c, _ in b] + [r for _, r in b]
     r = RewardScorer(model, tok, ScorerConfig()).score_pairs(pairs[:n])
     r = [c for c, _ in r] + [x for _, x in r]
@@ -125,6 +134,8 @@ def main():
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="vllm: also time vLLM's engine")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--rb-batch", type=int, default=8, help="batch size of the reward-bench-style loop")
     args = ap.parse_args()
     if args.shares:
         from rmkit.models.load import load_tokenizer
@@ -136,8 +147,8 @@ def main():
                   f"sharing removes {v['saved']:.1%} (bound {v['bound']:.2f}x)")
         return
     pairs = load_pairs_for(args.data, args.pairs)
-    model32, tok = load_reward_model(args.model, dtype="float32", device="cpu")
-    da, db = check_same(model32, tok, pairs)
+    model32, tok = load_reward_model(args.model, dtype="float32", device=args.device)
+    da, db = check_same(model32, tok, pairs, rb_batch=args.rb_batch)
     print(f"fp32 max |reward diff| demo-loop vs rmkit shared: {da:.2e}")
     print(f"fp32 max |reward diff| rewardbench-loop vs rmkit shared: {db:.2e}")
     off = RewardScorer(model32, tok, ScorerConfig(sharing="off")).score_pairs(pairs[:8])
@@ -145,7 +156,7 @@ def main():
     print(f"fp32 max |reward diff| rmkit unshared vs shared: "
           f"{max(abs(a - b) for x, y in zip(off, on) for a, b in zip(x, y)):.2e}")
     del model32
-    model, tok = load_reward_model(args.model, dtype=args.dtype, device="cpu")
+    model, tok = load_reward_model(args.model, dtype=args.dtype, device=args.device)
     shared = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens))
     scorer = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens, sharing="off"))
     seq_len = [len(x) for p in pairs for x in scorer._encode_pair(p)]
@@ -167,7 +178,7 @@ def main():
                  for p in block]
         runs = {"shared": lambda: shared.score_pairs(block), "rmkit": lambda: scorer.score_pairs(block),
                 "demo": lambda: list(zip(*[iter(demo_loop(model, tok, [x for c in convs for x in c]))] * 2)),
-                "rewardbench": lambda: rewardbench_loop(model, tok, convs),
+                "rewardbench": lambda: rewardbench_loop(model, tok, convs, args.rb_batch),
                 "vllm": lambda: engine.score_pairs(block)}
         n = len(times)
         order = list(times)[bi % n:] + list(times)[:bi % n]
@@ -179,12 +190,13 @@ def main():
     agree = {k: sum((c > r) == (c2 > r2) for (c, r), (c2, r2) in zip(rewards[k], rewards["shared"])) / len(pairs)
              for k in times if k != "shared"}
     flops = model_flops(model, seq_len)
-    peak = matmul_flops(getattr(torch, args.dtype))
+    peak = matmul_flops(getattr(torch, args.dtype), device=args.device)
     print(f"data: {args.data}  pairs: {len(pairs)}")
     print(f"tokens after sharing: {shared.stats['tokens_shared']} of {shared.stats['tokens_unshared']} "
           f"({1 - shared.stats['tokens_shared'] / shared.stats['tokens_unshared']:.1%} removed)")
     print(f"real tokens: {real_tokens}")
-    print(f"dtype: {args.dtype}  threads: {torch.get_num_threads()}")
+    print(f"dtype: {args.dtype}  device: {args.device}  threads: {torch.get_num_threads()}  "
+          f"reward-bench batch: {args.rb_batch}")
     for k in times:
         print(f"{k} tokens/s: {real_tokens / times[k]:.0f}  ({times[k]:.1f}s)")
     print("decision agreement with shared (" + args.dtype + "): "
@@ -194,7 +206,8 @@ def main():
         print(f"max |reward diff| vllm vs shared ({args.dtype}, all {len(pairs)} pairs): {diff:.2e}")
         print(f"ratio shared / vllm: {times['vllm'] / times['shared']:.2f}x")
         engine.close()
-    print(f"matmul peak ({args.dtype}, 2048^3): {peak / 1e9:.1f} GFLOP/s")
+    print(f"matmul peak ({args.dtype}, {'8192' if args.device.startswith('cuda') else '2048'}^3): "
+          f"{peak / 1e9:.1f} GFLOP/s")
     print(f"shared share of matmul peak (unshared FLOPs): {flops / times['shared'] / peak:.1%}")
     if args.demo:
         print(f"ratio shared / demo loop: {times['demo'] / times['shared']:.2f}x")

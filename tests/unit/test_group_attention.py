@@ -5,7 +5,8 @@ import torch
 
 from bounds import loss_bound
 from tiny import build_model, build_tokenizer
-from rmkit.models.group_attention import GroupLayout, attend, group_attention, supports
+from rmkit.models.group_attention import (ONE_ROW, GroupLayout, attend, group_attention, per_group, row_tokens_for,
+                                          supports)
 from rmkit.models.groups import attention_masks, pack_groups, shared_mask, split_group
 from rmkit.train.trunk import run_layers
 
@@ -79,6 +80,15 @@ def test_sliding_windows_and_softcapping_keep_the_mask_path():
     assert not supports(build_model("gemma2", tok).config)
     assert not supports(build_model("qwen2", build_tokenizer("chatml"), use_sliding_window=True,
                                     sliding_window=4).config)
+
+
+def test_attention_per_group_runs_on_the_cpu_only():
+    # on a GPU its loop of small kernels is launch-bound; SDPA takes the 4D mask of one group per row there
+    cfg = _model("llama").config
+    assert per_group(cfg, "cpu") and per_group(cfg, torch.device("cpu")) and row_tokens_for(cfg, "cpu") == ONE_ROW
+    assert not per_group(cfg, "cuda") and not per_group(cfg, torch.device("cuda", 0))
+    assert row_tokens_for(cfg, "cuda:0") == -1
+    assert not per_group(build_model("gemma2", build_tokenizer("gemma")).config, "cpu")
 
 
 def test_a_plain_tensor_mask_is_refused():

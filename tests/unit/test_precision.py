@@ -10,6 +10,7 @@ from rmkit.models import precision
 @pytest.fixture
 def fake_cpu(monkeypatch, tmp_path):
     monkeypatch.setenv("RMKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU branch, also on a GPU machine
     timed = []
 
     def setup(flags, rates):

@@ -24,7 +24,7 @@ import torch
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
 from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
-from rmkit.models.group_attention import ONE_ROW, layered, supports
+from rmkit.models.group_attention import ONE_ROW, layered, per_group
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
@@ -276,7 +276,7 @@ class RewardScorer(ConversationScorer):
 
     @torch.inference_mode()
     def _forward_groups(self, groups: list) -> list[float]:
-        if supports(self.model.config):
+        if per_group(self.model.config, self.device):
             return self._forward_per_group(groups)
         batch = pack_groups(groups, self.tokenizer.pad_token_id or 0)
         dtype = next(self.model.parameters()).dtype

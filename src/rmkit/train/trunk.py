@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rmkit.data.io import write_json_atomic
-from rmkit.models.group_attention import layered, row_tokens_for, run_layers, supports  # noqa: F401 (run_layers: re-exported)
+from rmkit.models.group_attention import ONE_ROW, layered, per_group, row_tokens_for, run_layers  # noqa: F401 (run_layers: re-exported)
 from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
 from rmkit.train.model import decoder, fp32_linear, head_linear
 
@@ -158,7 +158,7 @@ def forward_groups(part, config, groups: Sequence[Group], k: int, pad_id: int) -
     """The hidden states entering layer k of each group (its shared-layout tokens x hidden), in the dtype
     of `part`."""
     device = part.embed_tokens.weight.device
-    batch = pack_groups(groups, pad_id, row_tokens=row_tokens_for(config))
+    batch = pack_groups(groups, pad_id, row_tokens=row_tokens_for(config, device))
     hidden = part.embed_tokens(batch["input_ids"].to(device))
     hidden = layered(part, config, batch, groups, hidden, range(k))
     return [hidden[r, start:end] for r, start, end in batch["spans"].tolist()]
@@ -278,7 +278,8 @@ class TrunkRunner:
         from rmkit.train.trainer import edge_index
 
         ids = [self.where[it.responses] for it in items]
-        rows = row_tokens_for(self.config) if supports(self.config) else run.cfg.pack_row_tokens
+        device = self.stack.embed_tokens.weight.device
+        rows = ONE_ROW if per_group(self.config, device) else run.cfg.pack_row_tokens
         batch = pack_groups([self.store.groups[i] for i in ids], 0, rows)
         batch["groups"] = [self.store.groups[i] for i in ids]
         hidden = torch.zeros((*batch["input_ids"].shape, self.store.hidden), dtype=self.store.dtype)
