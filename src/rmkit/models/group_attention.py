@@ -18,7 +18,7 @@ full attention in every layer). Sliding windows (Gemma-2, Mistral), logit soft-c
 models keep the 4D mask path: `supports(config)` says which, and callers count the fallback. It runs on the
 CPU only (`per_group`): its loop of small kernels per group and layer is launch-bound on a GPU (measured on an
 H200: the shared scorer at 5.7k tokens/s against 117k for the unshared one), where SDPA's kernels take the
-4D mask of one group per row at full speed.
+4D mask (rows no wider than the longest group) at full speed.
 """
 from __future__ import annotations
 
