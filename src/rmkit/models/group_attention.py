@@ -160,7 +160,7 @@ def layered(part, config, batch: dict, groups: Sequence, hidden: torch.Tensor, l
     return run_layers(part, config, hidden, masks, position_ids, layers)
 
 
-def row_tokens_for(config, device="cpu") -> int:
+def row_tokens_for(config, device) -> int:
     """Row width for a batch of groups: one padding-free row where attention runs per group, else one group
     per row (a 4D mask costs the row's width squared)."""
     return ONE_ROW if per_group(config, device) else -1
