@@ -29,8 +29,9 @@ def export_cmd(trained: str = typer.Argument(..., help="the trained checkpoint f
                out: str = typer.Option(..., "--out", "-o", help="folder for trained.safetensors + manifest.json"),
                card: str = typer.Option(None, help="a model card (README.md) to ship beside the weights"),
                max_mb: float = typer.Option(32.0, help="refuse a trained part larger than this"),
-               delta_dtype: str = typer.Option("auto", help="dense deltas as bfloat16 or int8 (one scale per "
-                                               "row); auto: int8 only where bf16 would exceed --max-mb")):
+               delta_dtype: str = typer.Option("auto", help="dense deltas as bfloat16 or int8 ... int4 (one "
+                                               "scale per 64 weights); auto: the widest that fits --max-mb, "
+                                               "quantised only where bf16 would exceed it")):
     """Write the tensors a run changed (vs its backbone) as a small shipped part, loadable by folder name."""
     import json
 
