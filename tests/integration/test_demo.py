@@ -27,6 +27,26 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tiny_llama, shared_data, tmp_path,
     assert right != wrong
 
 
+@pytest.mark.data
+def test_demo_with_a_shipped_default_compares_it_with_the_backbone_and_the_length_baseline(
+        tiny_llama, shared_data, tmp_path, monkeypatch, capsys):
+    """With a trained default in the package the demo also scores the untrained backbone, tests the default
+    against it and against the length baseline on the same pairs (paired bootstrap), and says what it can do."""
+    monkeypatch.setenv("RMKIT_DATA_DIR", str(shared_data))
+    monkeypatch.setattr(demo, "default_model", lambda: (tiny_llama, True))
+    monkeypatch.setattr(demo, "backbone", lambda: tiny_llama)
+    report = demo.main(["--rewardbench", "0", "--heldout", "10", "--train-pairs", "4", "--epochs", "1",
+                        "--train-minutes", "60", "--n-boot", "50", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    name = f"default ({demo.DEFAULT})"
+    assert set(report["rows"]) == {"length baseline (longer wins)", "untrained backbone", name,
+                                   "after the demo fine-tune"}
+    vs = report["rows"][name]["paired_vs"]
+    assert vs["untrained backbone"]["diff"] == 0.0  # here the "default" is the backbone itself
+    assert f"{demo.DEFAULT} vs length baseline (longer wins) on these 10 held-out pairs" in text
+    assert "It passed the bar" in text and "What it cannot" in text and "UNTRAINED" not in text
+
+
 def test_jane_apples_text_is_the_model_card_example():
     assert demo.PROMPT.startswith("Jane has 12 apples. She gives 4 apples to her friend Mark")
     assert "(3 people in total). 9 ÷ 3 = 3 apples each" in demo.RESPONSE_RIGHT
