@@ -7,8 +7,8 @@
 shared: `RewardScorer` (sharing="auto": each pair's common prefix once, padding-free rows, 4D mask);
 rmkit: `RewardScorer(sharing="off")`: length-sorted token-budget batches, mask pooling;
 (a) the Skywork model card demo: one conversation per forward, `apply_chat_template(tokenize=True)`;
-(b) reward-bench `run_rm.py` style: fixed batches of 8 in input order, padded, chosen and rejected in
-    separate passes, transformers' own forward;
+(b) reward-bench `run_rm.py` style: fixed batches in input order (`--rb-batch`: 64 is run_rm.py's default,
+    8 is kinder on a CPU), padded, chosen and rejected in separate passes, transformers' own forward;
 vllm (with --backend vllm): `VLLMScorer`, vLLM's engine on the same token ids (its start-up is timed apart);
 The pairs are a stratified RewardBench sample split into blocks; each block runs all three methods in
 a rotating order (A/B alternation), so machine noise hits them alike. First, the three are checked
@@ -139,8 +139,10 @@ def main():
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="vllm: also time vLLM's engine")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--rb-batch", type=int, default=8, help="batch size of the reward-bench-style loop")
+    ap.add_argument("--rb-batch", default="8,64", help="batch sizes of the reward-bench-style loop, comma "
+                    "separated, each timed as its own method (run_rm.py's default is 64)")
     args = ap.parse_args()
+    rb_batches = [int(b) for b in str(args.rb_batch).split(",")]
     if args.shares:
         from rmkit.models.load import load_tokenizer
         from rmkit.models.embedded import prepare
@@ -152,7 +154,7 @@ def main():
         return
     pairs = load_pairs_for(args.data, args.pairs)
     model32, tok = load_reward_model(args.model, dtype="float32", device=args.device)
-    da, db = check_same(model32, tok, pairs, rb_batch=args.rb_batch)
+    da, db = check_same(model32, tok, pairs, rb_batch=rb_batches[0])
     print(f"fp32 max |reward diff| demo-loop vs rmkit shared: {da:.2e}")
     print(f"fp32 max |reward diff| rewardbench-loop vs rmkit shared: {db:.2e}")
     off = RewardScorer(model32, tok, ScorerConfig(sharing="off")).score_pairs(pairs[:8])
@@ -165,7 +167,7 @@ def main():
     scorer = RewardScorer(model, tok, ScorerConfig(batch_tokens=args.batch_tokens, sharing="off"))
     seq_len = [len(x) for p in pairs for x in scorer._encode_pair(p)]
     real_tokens = sum(seq_len)
-    times = {"shared": 0.0, "rmkit": 0.0, "rewardbench": 0.0}
+    times = {"shared": 0.0, "rmkit": 0.0, **{f"rewardbench-b{b}": 0.0 for b in rb_batches}}
     if args.demo:
         times["demo"] = 0.0
     engine = None
@@ -182,7 +184,7 @@ def main():
                  for p in block]
         runs = {"shared": lambda: shared.score_pairs(block), "rmkit": lambda: scorer.score_pairs(block),
                 "demo": lambda: list(zip(*[iter(demo_loop(model, tok, [x for c in convs for x in c]))] * 2)),
-                "rewardbench": lambda: rewardbench_loop(model, tok, convs, args.rb_batch),
+                **{f"rewardbench-b{b}": (lambda b=b: rewardbench_loop(model, tok, convs, b)) for b in rb_batches},
                 "vllm": lambda: engine.score_pairs(block)}
         n = len(times)
         order = list(times)[bi % n:] + list(times)[:bi % n]
@@ -200,7 +202,7 @@ def main():
           f"({1 - shared.stats['tokens_shared'] / shared.stats['tokens_unshared']:.1%} removed)")
     print(f"real tokens: {real_tokens}")
     print(f"dtype: {args.dtype}  device: {args.device}  threads: {torch.get_num_threads()}  "
-          f"reward-bench batch: {args.rb_batch}")
+          f"reward-bench batches: {', '.join(map(str, rb_batches))}")
     for k in times:
         print(f"{k} tokens/s: {real_tokens / times[k]:.0f}  ({times[k]:.1f}s)")
     print("decision agreement with shared (" + args.dtype + "): "
@@ -216,8 +218,10 @@ def main():
     if args.demo:
         print(f"ratio shared / demo loop: {times['demo'] / times['shared']:.2f}x")
     print(f"ratio shared / rmkit unshared: {times['rmkit'] / times['shared']:.2f}x")
-    print(f"ratio rmkit unshared / rewardbench loop: {times['rewardbench'] / times['rmkit']:.2f}x")
-    print(f"ratio shared / rewardbench loop: {times['rewardbench'] / times['shared']:.2f}x")
+    for b in rb_batches:
+        print(f"ratio rmkit unshared / rewardbench loop (batch {b}): {times[f'rewardbench-b{b}'] / times['rmkit']:.2f}x")
+    for b in rb_batches:
+        print(f"ratio shared / rewardbench loop (batch {b}): {times[f'rewardbench-b{b}'] / times['shared']:.2f}x")
 
 
 if __name__ == "__main__":
