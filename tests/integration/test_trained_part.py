@@ -60,6 +60,26 @@ def test_export_keeps_only_what_changed_and_loads_by_name(tiny_llama, run_dir, s
     assert json.loads((built / "config.json").read_text())["rmkit_untrained_head"] is False
 
 
+def test_an_exported_folder_loads_by_path_before_it_ships(tiny_llama, run_dir, tmp_path, monkeypatch, caplog):
+    """A run's export, still outside the package, loads by its folder path: built once onto its backbone under
+    the cache (keyed by the part's sha256), with the trained run's rewards and no untrained-head warning."""
+    from rmkit.models.load import resolve_name
+    from rmkit.score.scorer import RewardScorer
+
+    monkeypatch.setenv("RMKIT_CACHE", str(tmp_path / "cache"))
+    part = tmp_path / "export" / "tiny-rm"
+    m = trained.export(run_dir, str(tiny_llama), part)
+    assert trained.is_part(part) and not trained.is_part(run_dir) and "tiny-rm" not in embedded.known()
+    with caplog.at_level(logging.WARNING, logger="rmkit"):
+        got = RewardScorer.from_pretrained(str(part), dtype="float32")
+    assert not [r for r in caplog.records if "UNTRAINED" in r.getMessage()]
+    built = resolve_name(str(part))
+    assert built.startswith(str(tmp_path / "cache" / "models" / "parts" / m["sha256"][:16]))
+    ref = RewardScorer.from_pretrained(str(run_dir), dtype="float32")
+    for (a, b), (c, d) in zip(got.score_pairs(_pairs()), ref.score_pairs(_pairs())):
+        assert a == pytest.approx(c, abs=1e-6) and b == pytest.approx(d, abs=1e-6)
+
+
 def test_large_tensors_ship_as_bf16_deltas_close_to_the_trained_weights(tiny_llama, run_dir, shipped_dir,
                                                                         monkeypatch):
     monkeypatch.setattr(trained, "WHOLE_BELOW", 100)  # the tiny model's matrices count as large here

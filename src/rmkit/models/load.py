@@ -54,11 +54,12 @@ def choose_attention(model_type: str, requested: str | None, device: str) -> str
 
 
 def resolve_name(name_or_path: str | os.PathLike) -> str:
-    """Local paths stay; embedded names ("smollm2-135m") are prepared on first use; else a hub id."""
-    from rmkit.models import embedded
+    """Local paths stay (a part written by `rmkit models export` is built onto its backbone once); embedded
+    names ("smollm2-135m") are prepared on first use; else a hub id."""
+    from rmkit.models import embedded, trained
 
     if Path(name_or_path).exists():
-        return str(name_or_path)
+        return str(trained.build_path(name_or_path)) if trained.is_part(name_or_path) else str(name_or_path)
     if str(name_or_path) in embedded.known():
         return str(embedded.prepare(str(name_or_path)))
     return str(name_or_path)

@@ -214,13 +214,30 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
     return manifest
 
 
-def build(name: str, out: Path, *, force: bool = False) -> Path:
-    """The HF checkpoint of shipped model `name` under `out` (built once per shipped file)."""
+def is_part(folder: str | os.PathLike) -> bool:
+    """A folder `export` wrote (weights + manifest, no HF config): loadable by path like a shipped name."""
+    folder = Path(folder)
+    return (folder / WEIGHTS).is_file() and (folder / MANIFEST).is_file() and not (folder / "config.json").exists()
+
+
+def build_path(folder: str | os.PathLike, *, force: bool = False) -> Path:
+    """The HF checkpoint of an exported part at `folder` (not in the package), built once under the cache,
+    keyed by the part's sha256, so a run's export can be scored and tested before it ships."""
+    from rmkit.models.embedded import cache_dir
+
+    folder = Path(folder)
+    digest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"]
+    return build(folder.resolve().name, cache_dir() / "models" / "parts" / digest[:16], force=force, folder=folder)
+
+
+def build(name: str, out: Path, *, force: bool = False, folder: Path | None = None) -> Path:
+    """The HF checkpoint of shipped model `name` (or of the exported part at `folder`) under `out`, built once
+    per shipped file."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer
 
-    folder = shipped()[name]
+    folder = Path(folder) if folder is not None else shipped()[name]
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if sha256(folder / WEIGHTS) != manifest["sha256"]:  # ~0.1 s for 32 MB: checked on every load
         raise ValueError(f"{folder / WEIGHTS} does not match its manifest's sha256: the file is damaged")

@@ -5,8 +5,10 @@
 
 Steps: the training pool and the 600 held-out pairs (`rmkit.train.splits pool`), RewardBench decontamination
 (`rmkit decontaminate`), the validation split, training (`rmkit train --config
-configs/train/smollm2-135m-rm.yaml --resume`: the store and the checkpoints resume from the cache), and the
-bar (`bench/quality.py --dtype float32` on the run's best validation export). The runs live in rmkit's cache
+configs/train/smollm2-135m-rm.yaml --resume`: the store and the checkpoints resume from the cache), the
+export (`rmkit models export` of the run's best validation checkpoint: the part that would ship, at most 32 MB),
+and the bar (`bench/quality.py --dtype float32` on that export, loaded by its folder path). If the bar passes,
+shipping is copying the export into `src/rmkit/models/trained/`. The runs live in rmkit's cache
 (`$RMKIT_CACHE/runs/smollm2-135m-rm`, default `~/.cache/rmkit`), so a fresh checkout on the same machine
 goes on where the last one stopped. A step whose outputs exist is reused (and says so); each step that runs
 appends its wall minutes to `stage_times.tsv` beside the runs.
@@ -56,9 +58,11 @@ def steps(rm: Path, config: str = CONFIG) -> list[tuple[str, list[Path], list[st
           "--per-source", "hh-rlhf=300,ultrafeedback=150"]),
         ("train", [rm / name / "model" / "model.safetensors", rm / name / "results.json"],
          [*rmkit_cli(), "train", "--config", config, "--resume"]),
-        ("bar", [rm / "quality" / name / "quality.json"],
-         [sys.executable, "bench/quality.py", "--dtype", "float32", "--model", str(rm / name / "best"),
-          "--out", str(rm / "quality" / name)]),
+        ("export", [rm / "export" / name / "manifest.json"],
+         [*rmkit_cli(), "models", "export", str(rm / name / "best"), "--out", str(rm / "export" / name)]),
+        ("bar", [rm / "quality" / f"{name}-export" / "quality.json"],
+         [sys.executable, "bench/quality.py", "--dtype", "float32", "--model", str(rm / "export" / name),
+          "--out", str(rm / "quality" / f"{name}-export")]),
     ]
 
 
@@ -93,6 +97,14 @@ def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{minutes:.1f}\n")
         print(f"[recipe] {name}: {minutes:.1f} min", flush=True)
         record.append((name, "ran", minutes))
+    verdict = rm / "quality" / f"{run_name()}-export" / "quality.json"
+    if verdict.exists():
+        import json
+
+        passed = json.loads(verdict.read_text()).get("verdict", {}).get("passes_bar")
+        print(f"[recipe] the bar on the export: {'passed' if passed else 'NOT passed'} ({verdict})"
+              + (f"; to ship it: cp -r {rm / 'export' / run_name()} src/rmkit/models/trained/smollm2-135m-rm"
+                 if passed else ""), flush=True)
     return record
 
 
