@@ -97,6 +97,14 @@ def test_large_tensors_ship_as_bf16_deltas_close_to_the_trained_weights(tiny_lla
     assert untouched and all(torch.equal(got[k], base[k]) for k in untouched)
 
 
+def group_step(delta, bits):
+    """Each weight's quantisation step, computed here from the format's definition: its group of 64 (the
+    flattened delta, zero-padded at the end)'s largest |change| / (2^(bits-1) - 1)."""
+    flat = delta.reshape(-1)
+    groups = torch.nn.functional.pad(flat, (0, (-flat.numel()) % 64)).reshape(-1, 64)
+    return (groups.abs().amax(dim=1) / (2 ** (bits - 1) - 1)).repeat_interleave(64)[:flat.numel()]
+
+
 def test_quantize_packs_bit_planes_and_rebuilds_within_half_a_step():
     """Integers in [-3, 3] with a 3 in every group of 64 are exact at 3 bits (scale 1); the ragged tail of a
     7 x 13 tensor is padded to a whole group and cut off again; every weight is within half its group's step."""
@@ -112,9 +120,7 @@ def test_quantize_packs_bit_planes_and_rebuilds_within_half_a_step():
     for bits in (8, 5, 4):
         planes, scale = trained.quantize(delta, bits)
         back = trained.dequantize(planes, scale, delta.shape)
-        groups = torch.nn.functional.pad(delta.reshape(-1), (0, 24)).reshape(-1, 64)
-        step = (groups.abs().amax(dim=1) / (2 ** (bits - 1) - 1)).repeat_interleave(64)[:delta.numel()]
-        assert ((back - delta).abs().reshape(-1) <= step / 2 * (1 + 1e-6)).all()
+        assert ((back - delta).abs().reshape(-1) <= group_step(delta, bits) / 2 * (1 + 1e-6)).all()
         assert torch.equal(back[2], delta[2])
 
 
@@ -144,10 +150,7 @@ def test_over_the_budget_in_bf16_the_deltas_ship_quantised_at_the_widest_width_t
     got = load_file(out / "model.safetensors")
     for k in dense:
         assert part[k + ".q"].dtype == torch.uint8 and part[k + ".q"].shape[0] == 5
-        delta = (want[k] - base[k]).reshape(-1)
-        groups = torch.nn.functional.pad(delta, (0, (-delta.numel()) % 64)).reshape(-1, 64)
-        step = (groups.abs().amax(dim=1) / 15).repeat_interleave(64)[:delta.numel()]
-        assert ((got[k] - want[k]).abs().reshape(-1) <= step / 2 + 1e-6).all()
+        assert ((got[k] - want[k]).abs().reshape(-1) <= group_step(want[k] - base[k], 5) / 2 + 1e-6).all()
     ref = RewardScorer.from_pretrained(str(run_dir), dtype="float32")
     shipped = RewardScorer.from_pretrained("tiny-rm", dtype="float32")
     for (a, b), (c, d) in zip(shipped.score_pairs(_pairs()), ref.score_pairs(_pairs())):

@@ -80,8 +80,8 @@ def done(outputs: list[Path], name: str) -> bool:
 def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
     rm = root()
     rm.mkdir(parents=True, exist_ok=True)
-    record = []
-    for name, outputs, cmd in steps(rm):
+    record, plan = [], steps(rm)
+    for name, outputs, cmd in plan:
         if done(outputs, name):
             print(f"[recipe] {name}: reused {', '.join(str(p) for p in outputs)}", flush=True)
             record.append((name, "reused", 0.0))
@@ -97,14 +97,15 @@ def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{name}\t{minutes:.1f}\n")
         print(f"[recipe] {name}: {minutes:.1f} min", flush=True)
         record.append((name, "ran", minutes))
-    verdict = rm / "quality" / f"{run_name()}-export" / "quality.json"
+    outputs = {name: out for name, out, _ in plan}
+    verdict, export = outputs["bar"][0], outputs["export"][0].parent
     if verdict.exists():
         import json
 
         passed = json.loads(verdict.read_text()).get("verdict", {}).get("passes_bar")
         print(f"[recipe] the bar on the export: {'passed' if passed else 'NOT passed'} ({verdict})"
-              + (f"; to ship it: cp -r {rm / 'export' / run_name()} src/rmkit/models/trained/smollm2-135m-rm"
-                 if passed else ""), flush=True)
+              + (f"; to ship it: cp -r {export} src/rmkit/models/trained/smollm2-135m-rm" if passed else ""),
+              flush=True)
     return record
 
 
