@@ -1,13 +1,15 @@
 """Reward computation for GRPO-shaped batches: rmkit's TRL reward function vs TRL's own reward-model path.
 
     RMKIT_DATA_DIR=../shared/data python bench/grpo_reward.py [--source hh|ultrafeedback] [--batches 3]
-        [--prompts-per-batch 2] [--group 8] [--rounds 2] [--max-tokens 512] [--threads 2]
+        [--prompts-per-batch 2] [--group 8] [--rounds 2] [--max-tokens 512] [--threads 2] [--dtype float32]
+        [--model smollm2-135m-rm]
 
 A GRPO generation batch holds P prompts, each with G completions (TRL repeats each prompt G times).
 Prompts are real (HH-RLHF helpful-base test: multi-turn histories; or the UltraFeedback sample); each
 prompt's G completions are its own chosen and rejected replies plus G - 2 replies to other prompts of
-the same set (seeded), so lengths are real. Same model (the embedded smollm2-135m), same dtype (fp32),
-same batches, one process:
+the same set (seeded), so lengths are real. One model object for both methods (`--model`: the shipped
+smollm2-135m-rm by default, or any checkpoint path), in one dtype (`--dtype`: float32, the default, or
+bfloat16, what `dtype: auto` picks on a CPU with fast bf16), the same batches, one process:
 
 - **trl**: TRL 1.16's `GRPOTrainer._calculate_rewards` for a `PreTrainedModel` in `reward_funcs`,
   mirrored line for line: `trl.data_utils.apply_chat_template` on each prompt + completion, the RM
@@ -16,8 +18,9 @@ same batches, one process:
 - **rmkit**: `rmkit.integrations.trl.reward_function(scorer)` called as TRL calls it: each prompt's G
   completions one prefix-shared group (the prompt runs once), padding-free packed rows.
 
-Rounds alternate which method runs first (A/B). Before timing, the two are checked to give the same
-rewards (fp32). Prints `name: value` lines; the last is the headline ratio (trl seconds / rmkit seconds).
+Rounds alternate which method runs first (A/B). Before timing, an untimed pass records the largest
+reward difference between the two (fp32: rounding only; bf16: the two paths round differently).
+Prints `name: value` lines; the last is the headline ratio (trl seconds / rmkit seconds).
 """
 from __future__ import annotations
 
@@ -99,16 +102,17 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="smollm2-135m-rm")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from rmkit.data import load_pairs
     from rmkit.integrations.trl import reward_function
-    from rmkit.models.embedded import prepare
     from rmkit.score.scorer import RewardScorer
 
     data = Path(os.environ.get("RMKIT_DATA_DIR", "../shared/data")) / SOURCES[args.source]
-    scorer = RewardScorer.from_pretrained(str(prepare("smollm2-135m")), dtype="float32", device="cpu")
+    scorer = RewardScorer.from_pretrained(args.model, dtype=args.dtype, device="cpu")
     model, tok = scorer.model, scorer.tokenizer  # one model for both methods: same weights, same dtype
     batches = grpo_batches(load_pairs(str(data), errors="skip"), tok, batches=args.batches,
                            per_batch=args.prompts_per_batch, group=args.group, max_tokens=args.max_tokens,
@@ -131,14 +135,15 @@ def main() -> None:
 
     n = sum(len(p) for p, _ in batches)
     trl_s, rmkit_s = statistics.median(times["trl"]), statistics.median(times["rmkit"])
+    print(f"model: {args.model}")
     print(f"source: {args.source} ({SOURCES[args.source]})")
     print(f"batches: {len(batches)} x {args.prompts_per_batch} prompts x G={args.group} = {n} completions per round")
-    print(f"rounds: {args.rounds} (alternating order), threads: {args.threads}, dtype: float32")
+    print(f"rounds: {args.rounds} (alternating order), threads: {args.threads}, dtype: {args.dtype}")
     print(f"tokens_alone: {counts['alone']}")
     print(f"prompt_share_of_tokens: {counts['prompt'] / counts['alone']:.3f}")
     print(f"tokens_trl_padded: {counts['padded']}")
     print(f"tokens_rmkit_shared: {counts['shared']}")
-    print(f"max_abs_reward_diff_fp32: {max(diffs):.2e}")
+    print(f"max_abs_reward_diff: {max(diffs):.2e}")
     for name in methods:
         print(f"{name}_seconds_per_round: {statistics.median(times[name]):.2f} ({', '.join(f'{t:.2f}' for t in times[name])})")
         print(f"{name}_completions_per_s: {n / statistics.median(times[name]):.2f}")
