@@ -65,3 +65,19 @@ def test_a_capped_instruction_set_is_another_machine(fake_cpu, monkeypatch):
     assert precision.machine_key() != plain
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert precision.machine_key() == plain  # the key of an uncapped machine is the one it always had
+
+
+def test_a_bf16_flag_the_cpuid_denies_is_dropped(monkeypatch):
+    """Under an emulator (qemu-x86_64 -cpu Haswell) /proc/cpuinfo is the host's: torch's CPUID check decides."""
+    import torch.cpu as tc
+
+    monkeypatch.setattr(tc, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(tc, "_is_amx_tile_supported", lambda: False)
+    assert precision.cpuid_lacks() == {"avx512_bf16", "amx_bf16"}
+    denied = precision.cpu_flags()[1]
+    assert not denied & set(precision.BF16_FLAGS)
+    monkeypatch.setattr(tc, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(tc, "_is_amx_tile_supported", lambda: True)
+    assert precision.cpuid_lacks() == set()
+    listed = precision.cpu_flags()[1]  # /proc/cpuinfo as it stands (bf16 flags or none, by machine)
+    assert denied == listed - set(precision.BF16_FLAGS)

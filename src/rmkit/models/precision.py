@@ -8,8 +8,9 @@ CPUs differ: with `avx512_bf16` a bf16 matmul runs ~4.5x fp32; on an AVX2-only C
 So the choice is measured, not assumed: a matmul at a small reward model's shapes (4096 x 576 x 1536) is
 timed in both dtypes (about a second), and bf16 is chosen when it is at least `FASTER` times fp32. The CPU
 flags are the hint that decides whether bf16 is timed at all (without `avx512_bf16` / `amx_bf16` it is not:
-that would take seconds and lose). The result is cached per machine (CPU model, flags, torch version,
-threads) in `$RMKIT_CACHE/hardware.json`, so the probe runs once. CUDA: bf16 where supported, else fp16.
+that would take seconds and lose); a flag counts only where torch's CPUID check agrees (not under an
+emulated CPU). The result is cached per machine (CPU model, flags, torch version, threads) in
+`$RMKIT_CACHE/hardware.json`, so the probe runs once. CUDA: bf16 where supported, else fp16.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_flags() -> tuple[str, set[str]]:
-    """(CPU model name, flags) from /proc/cpuinfo; ("", empty) where there is none."""
+    """(CPU model name, flags) from /proc/cpuinfo, less the bf16 flags the CPU this process runs on does
+    not report (`cpuid_lacks`); ("", empty) where there is no /proc/cpuinfo."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -41,7 +43,20 @@ def cpu_flags() -> tuple[str, set[str]]:
             model = value.strip()
         elif key.strip() == "flags" and not flags:
             flags = set(value.split())
-    return model, flags
+    return model, flags - cpuid_lacks()
+
+
+def cpuid_lacks() -> set[str]:
+    """The BF16_FLAGS that torch's own CPUID check says this CPU lacks. /proc/cpuinfo is the host
+    kernel's view: under an emulator (`qemu-x86_64 -cpu Haswell`) it lists the host's avx512_bf16 while
+    the CPU the code runs on has none. Empty where torch has no such check."""
+    try:
+        import torch.cpu as tc
+
+        checks = {"avx512_bf16": tc._is_avx512_bf16_supported, "amx_bf16": tc._is_amx_tile_supported}
+        return {flag for flag, supported in checks.items() if not supported()}
+    except (AttributeError, RuntimeError):
+        return set()
 
 
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
