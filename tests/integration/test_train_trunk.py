@@ -22,16 +22,17 @@ def _history(out):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def _close_runs(a, b, atol=1e-5):
-    """The same trajectory: losses and gradient norms step by step, then the final weights (`same_training`:
-    Adam amplifies rounding noise in weights whose gradient is near zero)."""
+def _close_runs(a, b, start, atol=1e-5):
+    """The same trajectory from the model at `start`: losses and gradient norms step by step, then the final
+    weights (`same_training`: Adam amplifies rounding noise in weights whose gradient is near zero)."""
     ha, hb = _history(a), _history(b)
     assert len(ha) == len(hb) > 2
     for x, y in zip(ha, hb):
         assert x["loss"] == pytest.approx(y["loss"], abs=atol)
         assert x["grad_norm"] == pytest.approx(y["grad_norm"], abs=1e-4, rel=1e-4)
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
-    same_training(wa, wb, lr=max(h["lr"] for h in ha), steps=ha[-1]["step"])
+    same_training(wa, wb, load_file(start / "model.safetensors"), lr=max(h["lr"] for h in ha),
+                  steps=ha[-1]["step"])
 
 
 def test_shared_training_equals_padded(tiny_llama, toy, tmp_path):
@@ -41,7 +42,7 @@ def test_shared_training_equals_padded(tiny_llama, toy, tmp_path):
     assert s["data"]["packing"] == "shared"
     sharing = s["data"]["sharing"]
     assert sharing["unshared_groups"] == 0 and sharing["tokens_shared"] < sharing["tokens_alone"]
-    _close_runs(tmp_path / "off", tmp_path / "shared")
+    _close_runs(tmp_path / "off", tmp_path / "shared", tiny_llama)
 
 
 @pytest.mark.parametrize("lora_r", [0, 4])
@@ -50,7 +51,7 @@ def test_trunk_cache_equals_frozen_recomputed(tiny_llama, toy, tmp_path, lora_r)
     ref = train(cfg(tiny_llama, toy, tmp_path / "recompute", trunk_cache="off", **kw))
     got = train(cfg(tiny_llama, toy, tmp_path / "store", trunk_cache="auto", trunk_dtype="model", **kw))
     assert "trunk" not in ref["data"] and got["data"]["trunk"]["tokens"] > 0
-    _close_runs(tmp_path / "recompute", tmp_path / "store")
+    _close_runs(tmp_path / "recompute", tmp_path / "store", tiny_llama)
     # two paths' held-out decisions agree except where a margin is within the rewards' bound of a tie:
     # 1e-4 between the runs' models (checked), and fp32 noise (1e-5) between each evaluation and the scorer
     held = _heldout(cfg(tiny_llama, toy, tmp_path, **kw))
@@ -173,7 +174,7 @@ def test_pair_mode_all_shared_equals_padded(tiny_llama, toy, tmp_path):
     assert stats["groups"] == off["data"]["train"]["groups"]
     # 12 ranked rows: 6 ordered pairs each, or 5 where the last two tie; plus one edge per toy pair
     assert stats["group_pairs"] > stats["groups"]
-    _close_runs(tmp_path / "off", tmp_path / "shared")
+    _close_runs(tmp_path / "off", tmp_path / "shared", tiny_llama)
 
 
 @pytest.mark.parametrize("arch,template", [("llama", "llama3"), ("qwen3", "chatml"), ("gemma2", "gemma"),
@@ -213,7 +214,7 @@ def test_store_below_the_frozen_layers_equals_recomputing(tmp_path, toy):
     train(cfg(three, toy, tmp_path / "recompute", trunk_cache="off", **kw))
     got = train(cfg(three, toy, tmp_path / "store", trunk_cache="auto", trunk_layer=1, trunk_dtype="model", **kw))
     assert got["data"]["trunk"]["layer"] == 1
-    _close_runs(tmp_path / "recompute", tmp_path / "store")
+    _close_runs(tmp_path / "recompute", tmp_path / "store", three)
     w = load_file(tmp_path / "store" / "model" / "model.safetensors")
     base = load_file(three / "model.safetensors")
     assert all(torch.equal(w[n], base[n]) for n in w if ".layers.1." in n)  # ran, frozen
