@@ -220,10 +220,8 @@ def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict)
         verdict = "It did not fall in this budget: too few steps on this CPU to fit even these pairs."
     print(f"- The fine-tune saw {ft['pairs']} pairs for {ft['summary']['steps']} steps; mean training loss per "
           f"complete pass: {', '.join(f'{x:.3f}' for x in ep) or 'none'} (chance = 0.693). {verdict}")
-    print(f"- Fine-tuned on held-out pairs: {_ci(h1)}; difference to the default {100 * test['diff']:+.1f} points "
-          f"(95% CI {100 * test['low']:+.1f} to {100 * test['high']:+.1f}, "
-          f"{'significant' if test['significant'] else 'not significant'}). A few dozen pairs teach "
-          "no preference that carries over to new prompts.")
+    print(f"- Fine-tuned on held-out pairs: {_ci(h1)}; difference to the default {_diff(test)}. A few dozen pairs "
+          "teach no preference that carries over to new prompts.")
     print("- What a few minutes of CPU cannot show: a reward model that beats chance. That takes every local pair "
           "(configs/train/smollm2-135m-rm.yaml, `make default-rm`: on 2 cores with fast bf16 the trunk store takes "
           "~37 minutes and 400 steps of the top 12 layers ~87) or minutes of a GPU: that run is the shipped "
