@@ -1,6 +1,7 @@
 """Two CPU processes (torch.distributed gloo, launched with torchrun as `accelerate launch` does for GPUs;
 on CPU `accelerate launch --cpu` starts a single process unless given an MPI hostfile) follow the same
-loss trajectory and reach the same weights as one process with the same global batch."""
+loss trajectory and reach the same weights (up to the rounding Adam amplifies: tests/bounds.py) as one process
+with the same global batch."""
 import json
 import os
 import socket
@@ -9,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from rmkit.train.config import TrainConfig
 from rmkit.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_tiny import write_toy  # noqa: E402
+from bounds import same_training_runs  # noqa: E402
 
 
 def free_port() -> int:
@@ -25,8 +25,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def losses(out: Path) -> list[float]:
-    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+def losses(out: Path, key: str = "loss") -> list[float]:
+    return [json.loads(x)[key] for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_two_processes_equal_one(tiny_llama, tmp_path):
@@ -45,9 +45,10 @@ def test_two_processes_equal_one(tiny_llama, tmp_path):
     assert len(one) == len(two) == 5
     assert two == pytest.approx(one, abs=1e-4)
     assert one[-1] != pytest.approx(one[0], abs=1e-3)  # the trajectory moved
+    # the first step's gradient is the global batch's mean, not the sum of the halves (Adam would hide a factor 2)
+    assert losses(tmp_path / "two", "grad_norm")[0] == pytest.approx(losses(tmp_path / "one", "grad_norm")[0], rel=1e-4)
     summary = json.loads((tmp_path / "two" / "results.json").read_text())
     assert summary["data"]["processes"] == 2 and summary["data"]["global_batch"] == 4
-    a = load_file(tmp_path / "one/model/model.safetensors")
-    b = load_file(tmp_path / "two/model/model.safetensors")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    # each process sums its half of the batch and gloo adds the halves: another order than one process's sum,
+    # whose rounding Adam amplifies in weights with a near-zero gradient (tests/bounds.py)
+    same_training_runs(tmp_path / "one", tmp_path / "two", tiny_llama)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from rmkit.train.config import TrainConfig
 from rmkit.train.trainer import train
@@ -19,6 +18,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from test_train_ddp import free_port, losses  # noqa: E402
 from test_train_tiny import write_toy  # noqa: E402
+from bounds import same_training_runs  # noqa: E402
 
 FSDP_YAML = HERE.parents[1] / "configs" / "accelerate" / "fsdp.yaml"
 
@@ -50,11 +50,10 @@ def test_fsdp_two_processes_equal_one(tiny_llama, tmp_path):
     assert len(one) == len(two) == 5
     assert two == pytest.approx(one, abs=1e-4)
     assert one[-1] < one[0] - 0.05  # the trajectory moved
-    a = load_file(tmp_path / "one/model/model.safetensors")
-    b = load_file(tmp_path / "two/model/model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    assert losses(tmp_path / "two", "grad_norm")[0] == pytest.approx(losses(tmp_path / "one", "grad_norm")[0], rel=1e-4)
+    # each process sums its half of the batch and gloo adds the halves: another order than one process's sum,
+    # whose rounding Adam amplifies in weights with a near-zero gradient (tests/bounds.py)
+    same_training_runs(tmp_path / "one", tmp_path / "two", tiny_llama)
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "two/model")
     texts = ["Sure, here is the answer.", "The quick brown fox jumps."]
