@@ -64,15 +64,22 @@ def same_training(a: dict, b: dict, start: dict, *, lr: float, steps: int, rel: 
         assert apart <= rel * update + 1e-7, (name, apart, update)
 
 
+def history(run) -> list[dict]:
+    """The per-step metrics (loss, grad_norm, lr, step, ...) an rmkit training run wrote to its output folder."""
+    import json
+    from pathlib import Path
+
+    return [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
 def same_training_runs(a, b, start) -> None:
     """`same_training` for two rmkit training output folders `a`, `b` that started from the checkpoint folder
     `start`: the step count and the largest learning rate come from `a`'s metrics.jsonl."""
-    import json
     from pathlib import Path
 
     from safetensors.torch import load_file
 
     a, b, start = Path(a), Path(b), Path(start)
-    hist = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines()]
+    hist = history(a)
     same_training(load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors"),
                   load_file(start / "model.safetensors"), lr=max(h["lr"] for h in hist), steps=hist[-1]["step"])

@@ -16,7 +16,7 @@ from rmkit.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_tiny import write_toy  # noqa: E402
-from bounds import same_training_runs  # noqa: E402
+from bounds import history, same_training_runs  # noqa: E402
 
 
 def free_port() -> int:
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def losses(out: Path, key: str = "loss") -> list[float]:
-    return [json.loads(x)[key] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [h[key] for h in history(out)]
 
 
 def test_two_processes_equal_one(tiny_llama, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bounds import history
 from rmkit.train.config import TrainConfig
 from rmkit.train.trainer import train
 
@@ -42,7 +43,7 @@ def cfg(model, data, out, **kw) -> TrainConfig:
 
 def test_loss_falls_on_learnable_preference(tiny_llama, toy, tmp_path):
     summary = train(cfg(tiny_llama, toy, tmp_path, num_epochs=3))
-    hist = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    hist = history(tmp_path)
     first, last = sum(h["loss"] for h in hist[:3]) / 3, sum(h["loss"] for h in hist[-3:]) / 3
     assert last < 0.5 * first
     assert summary["eval"]["heldout"]["accuracy"] == 1.0 and summary["eval"]["heldout"]["n"] >= 8
@@ -109,7 +110,7 @@ def test_resume_equals_uninterrupted(tiny_llama, toy, tmp_path):
     a, b = load_file(tmp_path / "a/model/model.safetensors"), load_file(tmp_path / "b/model/model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
-    hist = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    hist = history(tmp_path / "b")
     assert [h["step"] for h in hist] == list(range(1, 9))
     base = load_file(Path(tiny_llama) / "model.safetensors")
     assert any(not torch.equal(base[k], a[k]) for k in base)  # training moved the weights
@@ -148,7 +149,7 @@ def test_time_budget_stops_then_resume_finishes(tiny_llama, toy, tmp_path):
 def test_gradient_checkpointing_same_trajectory(tiny_llama, toy, tmp_path, lora_r):
     def losses(out, gc):
         train(cfg(tiny_llama, toy, out, max_steps=3, gradient_checkpointing=gc, lora_r=lora_r, final_eval=False))
-        return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+        return [h["loss"] for h in history(out)]
 
     plain, checkpointed = losses(tmp_path / "a", False), losses(tmp_path / "b", True)
     assert checkpointed == pytest.approx(plain, abs=1e-5)

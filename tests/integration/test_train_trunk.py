@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bounds import same_decisions, same_training_runs
+from bounds import history, same_decisions, same_training_runs
 from test_train_tiny import cfg, write_toy
 from rmkit.models.groups import split_group
 from rmkit.train import trunk
@@ -18,14 +18,10 @@ def toy(tmp_path_factory):
     return write_toy(tmp_path_factory.mktemp("toy-trunk") / "toy.jsonl", 40, seed=1)
 
 
-def _history(out):
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-
-
 def _close_runs(a, b, start, atol=1e-5):
     """The same trajectory from the model at `start`: losses and gradient norms step by step, then the final
     weights (`same_training`: Adam amplifies rounding noise in weights whose gradient is near zero)."""
-    ha, hb = _history(a), _history(b)
+    ha, hb = history(a), history(b)
     assert len(ha) == len(hb) > 2
     for x, y in zip(ha, hb):
         assert x["loss"] == pytest.approx(y["loss"], abs=atol)
@@ -244,7 +240,7 @@ def test_bf16_compute_from_a_bf16_store_tracks_the_fp32_losses(tiny_llama, toy, 
     assert ref["data"]["trunk"]["compute"] == "float32" and got["data"]["trunk"]["compute"] == "bfloat16"
     assert ref["data"]["trunk"]["folder"] != got["data"]["trunk"]["folder"]  # another compute, another store
     bound = 8 * 2 ** -8
-    for x, y in zip(_history(tmp_path / "fp32"), _history(tmp_path / "bf16")):
+    for x, y in zip(history(tmp_path / "fp32"), history(tmp_path / "bf16")):
         assert abs(x["loss"] - y["loss"]) <= bound * max(1.0, abs(x["loss"])), (x["step"], x["loss"], y["loss"])
 
 
@@ -273,6 +269,6 @@ def test_a_second_checkout_reuses_the_cached_store_and_checkpoint(tiny_llama, to
     summary = train(load_config(str(recipe), []), resume=True)
     assert not built  # the store was reused as it was
     assert summary["complete"] and summary["steps"] == 6
-    history = _history(tmp_path / "cache" / "runs" / "r" / "out")
-    assert [h["step"] for h in history] == list(range(1, 7))  # steps 2-6 resumed after step 1
+    hist = history(tmp_path / "cache" / "runs" / "r" / "out")
+    assert [h["step"] for h in hist] == list(range(1, 7))  # steps 2-6 resumed after step 1
     assert not list(second.iterdir()) and not list(first.iterdir())  # nothing written into either checkout
