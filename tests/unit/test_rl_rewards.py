@@ -21,6 +21,7 @@ from rmkit.score.scorer import RewardScorer
 LONG = "Jane has 12 apples. She gives 4 apples to her friend Mark, then buys 1 more apple. How many now?"
 P1 = [{"role": "user", "content": LONG}]
 P2 = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}]
+CALL = {"type": "function", "function": {"name": "count_apples", "arguments": {"n": 12}}}
 REPLIES = ["Each gets 3 apples.", "The quick brown fox.", "Sure, here is a poem about the sea.", "9"]
 
 
@@ -73,12 +74,12 @@ def test_a_sample_that_cannot_be_scored_raises_or_gets_the_asked_reward(tiny_lla
     prompts = [P1, P1, P1, [{"role": "user", "content": "Hi"}]]
     completions = [[{"role": "assistant", "content": "Each gets 3 apples."}],
                    [{"role": "assistant", "content": LONG * 3}],               # over max_length: skipped
-                   [{"role": "tool", "content": "{}"}],                          # a role rmkit cannot render
+                   [{"role": "assistant", "content": "", "tool_calls": [CALL]}],  # the template drops tool_calls
                    [{"role": "assistant", "content": "Hello!"}]]
     with pytest.raises(RewardError) as e:
         reward_function(sc)(prompts, completions)
     assert sorted(e.value.failures) == [1, 2]
-    assert "max_length=100" in e.value.failures[1] and "role" in e.value.failures[2]
+    assert "max_length=100" in e.value.failures[1] and "drops tool_calls" in e.value.failures[2]
     with caplog.at_level(logging.WARNING, logger="rmkit"):
         got = reward_function(sc, on_error=-5.0)(prompts, completions)
     assert got[1] == got[2] == -5.0 and "2 of 4 samples could not be scored" in caplog.text

@@ -84,7 +84,8 @@ def test_rank_orders_responses_best_first(api, scorer):
 def test_get_reward_is_openrlhf_shape_on_raw_text(api, scorer):
     texts = ["<|user|>\nHello!<|end|>\n<|assistant|>\nHi<|end|>\n", "The quick brown fox."]
     out = api.post("/get_reward", json={"query": texts, "prompts": ["ignored"]}).json()
-    assert set(out) == {"rewards", "scores", "extra_logs"} and out["extra_logs"] == {}
+    assert set(out) == {"rewards", "scores", "extra_logs", "errors"} and out["errors"] == [None, None]
+    assert out["extra_logs"]["rmkit_fallback"] == [0.0, 0.0]  # numbers: OpenRLHF makes tensors of them
     assert out["rewards"] == pytest.approx(scorer.score_texts(texts), abs=REWARD_TOL)
     assert out["scores"] == out["rewards"]
 
@@ -92,8 +93,8 @@ def test_get_reward_is_openrlhf_shape_on_raw_text(api, scorer):
 @pytest.mark.parametrize("path", ["/classify", "/v1/classify"])
 def test_classify_is_vllm_shape_with_raw_reward(api, scorer, path):
     texts = ["Hello! How can I help you today?", "0123456789"]
-    one = api.post(path, json={"model": "m", "input": texts[0]}).json()
-    many = api.post(path, json={"input": texts}).json()
+    one = api.post(path, json={"model": "m", "input": texts[0], "use_activation": False}).json()
+    many = api.post(path, json={"input": texts, "use_activation": False}).json()
     offline = scorer.score_texts(texts)
     assert [d["index"] for d in many["data"]] == [0, 1] and many["object"] == "list"
     assert [d["probs"][0] for d in many["data"]] == pytest.approx(offline, abs=REWARD_TOL)
@@ -145,7 +146,10 @@ BAD_BODIES = [
     ("/v1/compare", {"prompt": [], "responses": ["a", "b"]}, "prompt is empty"),
     ("/v1/rank", {"prompt": "hi", "responses": []}, "responses"),
     ("/get_reward", {"query": "not a list"}, "query"),
-    ("/classify", {"input": [1, 2]}, "input"),
+    ("/classify", {"input": [{"text": "hi"}]}, "input"),
+    ("/classify", {"input": [1, 99999]}, "outside the vocabulary"),
+    ("/pooling", {"input": "hi", "messages": [{"role": "user", "content": "hi"}]}, "exactly one of"),
+    ("/pooling", {"input": "hi", "truncate_prompt_tokens": -2}, "truncate_prompt_tokens"),
 ]
 
 
@@ -192,7 +196,7 @@ def test_token_limit_is_422_naming_the_limit(tiny_llama):
         assert r.status_code == 422 and "conversation 1" in r.json()["detail"]
         assert "max_tokens=24" in r.json()["detail"]
         r = c.post("/get_reward", json={"query": ["short", long_text]})
-        assert r.status_code == 422 and "text 1" in r.json()["detail"] and "max_tokens=24" in r.json()["detail"]
+        assert r.status_code == 422 and "input 1" in r.json()["detail"] and "max_tokens=24" in r.json()["detail"]
     with client(sc, max_tokens=8) as c:  # a server limit below the model's
         r = c.post("/classify", json={"input": "The quick brown fox jumps over the lazy dog."})
         assert r.status_code == 422 and "over max_tokens=8" in r.json()["detail"]

@@ -10,10 +10,15 @@ No torch here: curation and decontamination import this module on machines witho
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+"""`tool`: a tool's result in an agentic rollout (TRL's tool loop, OpenAI's format); an assistant message may
+carry `tool_calls`. The chat template renders both where it supports them; where it drops them, rendering
+raises a DataError naming the message (`rmkit.models.chat`), never a silent drop."""
+TOOL_FIELDS = ("tool_calls", "name", "tool_call_id")
 
 
 class DataError(ValueError):
@@ -37,15 +42,39 @@ class DataError(ValueError):
 class Message:
     role: str
     content: str
+    tool_calls: tuple | None = None
+    """An assistant's tool calls, as OpenAI and TRL write them ({"type": "function", "function": {"name",
+    "arguments"}}); kept as given and handed to the chat template."""
+    name: str | None = None
+    """A tool message's tool name (TRL's tool loop sets it)."""
+    tool_call_id: str | None = None
+    """A tool message's answer to which call (OpenAI's format)."""
 
     def __post_init__(self):
         if self.role not in ROLES:
             raise DataError(f"role must be one of {ROLES}, got {self.role!r}")
         if not isinstance(self.content, str):
             raise DataError(f"content must be a string, got {type(self.content).__name__}")
+        if self.tool_calls is not None and self.role != "assistant":
+            raise DataError(f"only an assistant message carries tool_calls, not a {self.role!r} message")
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    @property
+    def has_tools(self) -> bool:
+        return self.role == "tool" or bool(self.tool_calls)
+
+    def key(self) -> tuple:
+        """Everything that changes how the message renders, hashable: for grouping shared contexts."""
+        calls = json.dumps(list(self.tool_calls), sort_keys=True, default=str) if self.tool_calls else None
+        return self.role, self.content, calls, self.name, self.tool_call_id
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) if isinstance(c, Mapping) else c for c in self.tool_calls]
+        for name in ("name", "tool_call_id"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
 
 Conversation = list[Message]
@@ -71,17 +100,32 @@ def to_conversation(value: Any, *, default_role: str = "user", where: Mapping[st
         if isinstance(m, Message):
             out.append(m)
             continue
-        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            raise DataError(f"message {i} must be an object with 'role' and 'content'", **where)
-        if m["role"] not in ROLES:
-            raise DataError(f"message {i} has role {m['role']!r}; expected one of {ROLES}", **where)
-        if not isinstance(m["content"], str):
-            raise DataError(f"message {i} content must be a string", **where)
-        out.append(Message(m["role"], m["content"]))
+        out.append(_message(m, i, where))
     return out
 
 
-def conversation_to_dicts(conv: Iterable[Message]) -> list[dict[str, str]]:
+def _message(m: Any, i: int, where: dict) -> Message:
+    if not isinstance(m, Mapping) or "role" not in m or ("content" not in m and not m.get("tool_calls")):
+        raise DataError(f"message {i} must be an object with 'role' and 'content'", **where)
+    if m["role"] not in ROLES:
+        raise DataError(f"message {i} has role {m['role']!r}; expected one of {ROLES}", **where)
+    content = m.get("content")
+    if content is None and m.get("tool_calls"):  # OpenAI: an assistant turn that only calls tools
+        content = ""
+    if not isinstance(content, str):
+        raise DataError(f"message {i} content must be a string", **where)
+    calls = m.get("tool_calls")
+    if calls is not None and (m["role"] != "assistant" or not isinstance(calls, Sequence) or isinstance(calls, str)
+                              or not all(isinstance(c, Mapping) for c in calls)):
+        raise DataError(f"message {i}: tool_calls must be a list of objects on an assistant message", **where)
+    extra = {k: m[k] for k in ("name", "tool_call_id") if m.get(k) is not None}
+    for k, v in extra.items():
+        if not isinstance(v, str):
+            raise DataError(f"message {i} {k} must be a string", **where)
+    return Message(m["role"], content, tuple(dict(c) for c in calls) if calls else None, **extra)
+
+
+def conversation_to_dicts(conv: Iterable[Message]) -> list[dict[str, Any]]:
     return [m.to_dict() for m in conv]
 
 

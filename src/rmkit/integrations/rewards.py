@@ -86,8 +86,7 @@ def raw_text(sample: Sample) -> str:
 def prompt_key(prompt: Any) -> Any:
     if isinstance(prompt, str):
         return prompt
-    return tuple((m.get("role"), m.get("content")) if isinstance(m, Mapping) else (m.role, m.content)
-                 for m in prompt)
+    return tuple(m.key() for m in to_conversation(prompt))
 
 
 def prompt_groups(samples: Sequence[Sample]) -> list[list[int]]:
@@ -96,7 +95,7 @@ def prompt_groups(samples: Sequence[Sample]) -> list[list[int]]:
     for i, s in enumerate(samples):
         try:
             key = prompt_key(s.prompt)
-        except (AttributeError, TypeError):  # malformed: it fails on its own when encoded
+        except (AttributeError, TypeError, DataError):  # malformed: it fails on its own when encoded
             key = ("unhashable", i)
         groups.setdefault(key, []).append(i)
     return list(groups.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rmkit.data.schema import Conversation, conversation_to_dicts
+from rmkit.data.schema import Conversation, DataError, conversation_to_dicts
 
 
 def _apply(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False) -> list[int]:
@@ -32,7 +32,27 @@ def strip_double_bos(ids: list[int], bos_id: int | None) -> list[int]:
 
 
 def render_ids(tokenizer, conversation: Conversation) -> list[int]:
-    return _apply(tokenizer, conversation_to_dicts(conversation))
+    messages = conversation_to_dicts(conversation)
+    if any(m.has_tools for m in conversation):
+        check_tools_rendered(tokenizer, conversation, messages)
+    return _apply(tokenizer, messages)
+
+
+def check_tools_rendered(tokenizer, conversation: Conversation, messages: list[dict]) -> None:
+    """Raise a DataError naming the first tool message or tool call the chat template leaves out of the
+    text (many templates know no `tool` role or ignore `tool_calls`): the reward model would score a
+    conversation without it, so it is refused rather than dropped in silence."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    for i, m in enumerate(conversation):
+        if m.role == "tool" and m.content and m.content not in text:
+            raise DataError(f"message {i} (role 'tool') does not appear in the text the reward model's chat "
+                            "template renders: this template does not support tool messages")
+        for call in m.tool_calls or ():
+            name = (call.get("function") or {}).get("name") if isinstance(call.get("function"), dict) else None
+            name = name or call.get("name")
+            if name and name not in text:
+                raise DataError(f"message {i}: its tool call {name!r} does not appear in the text the reward "
+                                "model's chat template renders: this template drops tool_calls")
 
 
 def render_text_ids(tokenizer, text: str) -> list[int]:

@@ -300,7 +300,7 @@ def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:
     """Indices of conversations with the same context (all messages but the last), in first-seen order."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(convs):
-        groups.setdefault(tuple((m.role, m.content) for m in c[:-1]), []).append(i)
+        groups.setdefault(tuple(m.key() for m in c[:-1]), []).append(i)
     return list(groups.values())
 
 

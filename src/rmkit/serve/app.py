@@ -31,9 +31,9 @@ from rmkit.data.schema import DataError
 from rmkit.score.scorer import ConversationScorer
 from rmkit.serve import schemas as S
 from rmkit.serve.batcher import MicroBatcher
-from rmkit.serve.compat import encode_plain, sigmoid, strip_padding
+from rmkit.serve.compat import KINDS, Compat, sigmoid
 from rmkit.serve.config import ServeConfig
-from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, RequestMetrics, ShedLoad
+from rmkit.serve.guard import SCORING_PATHS, ApiKey, BodyLimit, CapabilityPath, RedactKey, RequestMetrics, ShedLoad
 from rmkit.serve.metrics import CONTENT_TYPE
 from rmkit.serve.sharing import shared_score_fn
 from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
@@ -60,6 +60,7 @@ def create_app(scorer: ConversationScorer, config: ServeConfig | None = None) ->
                        detail=f"the queue is full (max_queue={config.max_queue}); retry later")
     app.add_middleware(ApiKey, key=config.api_key, protected=SCORING_PATHS + ("/metrics",))
     app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.add_middleware(CapabilityPath, key=config.api_key)  # outermost: the rest sees the endpoint's path
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError):
@@ -85,7 +86,7 @@ def _add_rmkit_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/rewards", response_model=S.RewardsResponse)
     async def rewards(body: S.RewardsRequest):
         """One raw reward per conversation, in input order."""
-        convs = [[m.model_dump() for m in conv] for conv in body.conversations]
+        convs = [[m.model_dump(exclude_none=True) for m in conv] for conv in body.conversations]
         return {"rewards": json_floats(await state.score(state.encode_conversations(convs)))}
 
     @app.post("/v1/compare", response_model=S.CompareResponse)
@@ -112,41 +113,55 @@ def _with_prompt(prompt, responses) -> list[list]:
 
 
 def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
+    compat = Compat(state)
+    kinds = {f"rmkit_{k}": k for k in KINDS}
+
     @app.post("/get_reward", response_model=S.GetRewardResponse)
     async def get_reward(body: S.GetRewardRequest):
-        """OpenRLHF's remote RM: fully formatted texts, tokenized as given (no chat template) once the
-        padding OpenRLHF decodes with them is stripped; `prompts` and `labels` are accepted, not used."""
-        tok = state.scorer.tokenizer
-        texts = [strip_padding(t, tok.pad_token, tok.eos_token) for t in body.query]
-        r = json_floats(await state.score(state.encode_texts(texts)))
-        return {"rewards": r, "scores": r, "extra_logs": {}}
+        """OpenRLHF's remote RM: each query (the policy's rendering of prompt + response) read back into
+        messages and re-rendered with the reward model's template; `prompts` and `labels` are not used."""
+        items = [(q, lambda q=q: compat.query_ids(q)) for q in body.query]
+        rewards, failed, _ = await state.score_items("/get_reward", items)
+        r = json_floats(rewards)
+        logs = {"rmkit_fallback": [float(i in failed) for i in range(len(r))]}
+        logs.update({name: [float(i in failed and failed[i].kind == k) for i in range(len(r))]
+                     for name, k in kinds.items()})
+        return {"rewards": r, "scores": r, "extra_logs": logs,
+                "errors": [f"{failed[i].kind}: {failed[i].reason}" if i in failed else None for i in range(len(r))]}
 
-    async def _texts(texts: list[str], add_special_tokens: bool | None = None):
-        ids = encode_plain(state, texts) if add_special_tokens is False else state.encode_texts(texts)
-        return await state.score(ids), sum(len(x) for x in ids if x is not None)
-
-    async def classify(body: S.ClassifyRequest):
-        """vLLM's classification shape (verl's reward loop): `probs` holds the raw reward, or its sigmoid
-        when use_activation (activation) is true."""
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        rewards, tokens = await _texts(texts, body.add_special_tokens)
-        if body.use_activation or (body.use_activation is None and body.activation):
+    async def _pooled(path: str, body: S.PoolingRequest, activation: bool) -> tuple[list, dict]:
+        rewards, _, tokens = await state.score_items(path, compat.pooling_items(body))
+        if activation:
             rewards = [sigmoid(x) for x in rewards]
+        return json_floats(rewards), {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}
+
+    async def classify(request: Request, body: S.PoolingRequest):
+        """vLLM's classification API (verl's reward loop): `probs` holds sigmoid(reward), or the raw reward
+        when use_activation (vLLM < 0.11.2: activation) is false."""
+        values, usage = await _pooled(request.url.path, body, body.activated)
         return {"id": f"classify-{uuid.uuid4().hex}", "created": int(time.time()), "model": state.model_name,
                 "data": [{"index": i, "label": state.label, "probs": [x], "num_classes": 1}
-                         for i, x in enumerate(json_floats(rewards))],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+                         for i, x in enumerate(values)], "usage": usage}
 
     for path in ("/classify", "/v1/classify"):
         app.add_api_route(path, classify, methods=["POST"], response_model=S.ClassifyResponse)
+
+    @app.post("/pooling", response_model=S.PoolingResponse)
+    async def pooling(body: S.PoolingRequest):
+        """vLLM's pooling API: `data` is [sigmoid(reward)], or [raw reward] with use_activation false."""
+        values, usage = await _pooled("/pooling", body, body.activated)
+        return {"id": f"pool-{uuid.uuid4().hex}", "created": int(time.time()), "model": state.model_name,
+                "data": [{"index": i, "data": [x]} for i, x in enumerate(values)], "usage": usage}
 
     @app.post("/v1/embeddings", response_model=S.EmbeddingsResponse)
     async def embeddings(body: S.EmbeddingsRequest):
         """SGLang's reward-model shape (verl with an SGLang engine): `embedding` is [raw reward]."""
         texts = [body.input] if isinstance(body.input, str) else body.input
-        rewards, tokens = await _texts(texts)
+        rewards, _, tokens = await state.score_items("/v1/embeddings",
+                                                     [(t, lambda t=t: compat.text_ids(t)) for t in texts])
+        values = json_floats(rewards)
         return {"model": state.model_name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                "data": [{"index": i, "embedding": [x]} for i, x in enumerate(json_floats(rewards))]}
+                "data": [{"index": i, "embedding": [x]} for i, x in enumerate(values)]}
 
 
 def _add_ops_routes(app: FastAPI, state: ServerState) -> None:
@@ -170,4 +185,18 @@ def serve(scorer: ConversationScorer, config: ServeConfig | None = None, *, log_
 
     config = config or ServeConfig()
     uvicorn.run(create_app(scorer, config), host=config.host, port=config.port, log_level=log_level,
-                timeout_graceful_shutdown=config.graceful_timeout_s or None)
+                log_config=redacted_log_config(), timeout_graceful_shutdown=config.graceful_timeout_s or None)
+
+
+def redacted_log_config() -> dict:
+    """uvicorn's logging config with every handler passing records through `RedactKey`: the key of a
+    capability URL never reaches a log line."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["rmkit_redact"] = {"()": RedactKey}
+    for handler in cfg["handlers"].values():
+        handler.setdefault("filters", []).append("rmkit_redact")
+    return cfg

@@ -3,9 +3,12 @@
     rmkit serve --model smollm2-135m                                   # http://127.0.0.1:8000/docs
     rmkit serve --model Skywork/Skywork-Reward-V2-Llama-3.1-8B --backend vllm --dtype bfloat16
     RMKIT_API_KEY=secret rmkit serve --model PATH --host 0.0.0.0 --port 8000 --max-queue 2048
+    RMKIT_API_KEY=secret rmkit serve --model PATH --host 0.0.0.0 --on-error-reward -10 --policy-template Qwen/Qwen3-8B
 
-Binds 127.0.0.1 unless --host says otherwise. The API key is read from the environment variable named
-by --api-key-env (default RMKIT_API_KEY, used when set); naming a variable that is unset is an error.
+Binds 127.0.0.1 unless --host says otherwise; any other address needs an API key, read from the
+environment variable named by --api-key-env (default RMKIT_API_KEY, used when set; naming a variable that
+is unset is an error). Clients send it as a bearer header, or in the path for those that send no header
+(OpenRLHF): http://host:8000/k/<key>/get_reward. Access logs redact the key.
 The CLI only adapts options to `ScorerConfig` / `VLLMConfig`, `ServeConfig` and `rmkit.serve.app.serve`.
 Under --backend vllm, vLLM's engine batches concurrent requests; batching flags map to its options.
 """
@@ -26,6 +29,23 @@ def _api_key(env_name: Optional[str]) -> Optional[str]:
     if not key:
         raise typer.BadParameter(f"--api-key-env {env_name}: that environment variable is unset or empty")
     return key
+
+
+def policy_family(value: str) -> str:
+    """--policy-template: a family name, "auto" / "none", or a policy tokenizer (path or hub id) whose chat
+    template's family is read from a probe conversation it renders."""
+    from rmkit.models.chat_parse import FAMILIES, family_of_tokenizer
+
+    if value in ("auto", "none") + FAMILIES:
+        return value
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(value)
+        return family_of_tokenizer(tokenizer)
+    except (OSError, ValueError) as e:
+        raise typer.BadParameter(f"{value!r} is neither a template family ({', '.join(FAMILIES)}, auto, none) nor a "
+                                 f"tokenizer with a known chat template: {e}", param_hint="--policy-template")
 
 
 def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint path, hub id or embedded name"),
@@ -53,6 +73,13 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
               max_conversations: int = typer.Option(256, "--max-conversations", help="per request"),
               max_body_bytes: int = typer.Option(8 << 20, "--max-body-bytes"),
               graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", help="seconds to finish in flight"),
+              on_error_reward: Optional[float] = typer.Option(
+                  None, "--on-error-reward", help="reward the RL clients' endpoints answer for a sample that "
+                                                  "cannot be scored (reason in the answer, log, /metrics) "
+                                                  "[none: 422]"),
+              policy_template: str = typer.Option(
+                  "auto", "--policy-template", help="how /get_reward reads the policy's text: auto | chatml | "
+                                                    "llama3 | gemma | mistral | none | a policy tokenizer path"),
               log_level: str = typer.Option("info", "--log-level")):
     """Serve raw rewards over HTTP: /v1/rewards, /v1/compare, /v1/rank, /get_reward, /classify."""
     from rich.console import Console
@@ -62,12 +89,17 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
     from rmkit.serve.config import ServeConfig
 
     key = _api_key(api_key_env)
+    if host not in LOOPBACK and key is None:
+        raise typer.BadParameter(f"binding {host} needs an API key: set RMKIT_API_KEY (or --api-key-env). Clients "
+                                 "that send no header (OpenRLHF) use the capability URL http://HOST:PORT/k/<key>/"
+                                 "get_reward", param_hint="--host")
     cfg = ServeConfig(host=host, port=port, api_key=key, model_name=model, max_body_bytes=max_body_bytes,
                       max_conversations=max_conversations, max_queue=max_queue, max_wait_ms=max_wait_ms,
-                      pool_batches=pool_batches, graceful_timeout_s=graceful_timeout)
-    if host not in LOOPBACK and key is None:
-        Console(stderr=True).print(f"[yellow]warning: binding {host} with no API key: anyone who can reach "
-                                   "this port can use the model (set RMKIT_API_KEY)[/yellow]")
+                      pool_batches=pool_batches, graceful_timeout_s=graceful_timeout, on_error_reward=on_error_reward,
+                      policy_template=policy_family(policy_template))
+    if key is not None:
+        Console(stderr=True).print(f"capability URLs (no header needed): http://{host}:{port}/k/$RMKIT_API_KEY/"
+                                   "<endpoint>, e.g. OpenRLHF's --reward.remote_url .../k/<key>/get_reward")
     opts = dict(dtype=dtype, device=device, max_length=max_length, truncation=truncation, pooling=pooling,
                 batch_tokens=batch_tokens, max_batch_size=max_batch_size)
     if backend == "vllm":

@@ -7,6 +7,7 @@ Every field is documented where it is declared; `rmkit serve --help` shows the s
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -16,7 +17,9 @@ class ServeConfig:
     """Address to bind. Loopback by default; anything else should come with an API key."""
     port: int = 8000
     api_key: str | None = None
-    """When set, every scoring endpoint and /metrics need `Authorization: Bearer <key>` (constant-time check)."""
+    """When set, every scoring endpoint and /metrics need `Authorization: Bearer <key>`, or the key in the
+    path: `/k/<key>/get_reward` (a capability URL, for clients that send no header, such as OpenRLHF).
+    Both are compared in constant time; access logs show the path with the key redacted."""
     model_name: str | None = None
     """Name reported by /health and /classify; None = the scorer's name."""
     max_body_bytes: int = 8 * 1024 * 1024
@@ -41,6 +44,16 @@ class ServeConfig:
     """Seconds sent in Retry-After with a 503."""
     graceful_timeout_s: float = 30.0
     """How long shutdown waits for the requests in flight before giving up on them."""
+    on_error_reward: float | None = None
+    """The reward the RL clients' endpoints (/get_reward, /classify, /pooling, /v1/embeddings) answer for a
+    sample rmkit cannot score (a query in no known template, over the token limit, a message the template
+    refuses), with the reason in the answer, the log and /metrics. None: such a request gets 422 (null for
+    an over-long one under truncation="skip"), which OpenRLHF retries five times and then drops."""
+    policy_template: str = "auto"
+    """How /get_reward reads a query (the policy's rendering of prompt + response): "auto" detects ChatML,
+    Llama-3, Gemma or Mistral text and re-renders its messages with the reward model's template, and takes
+    other text as the reward model's own rendering; a family name ("chatml", "llama3", "gemma", "mistral")
+    reads every query as that family; "none" tokenizes every query as given."""
 
     def __post_init__(self):
         for name in ("max_body_bytes", "max_conversations", "max_queue", "retry_after_s", "pool_batches"):
@@ -57,5 +70,12 @@ class ServeConfig:
                              f"max_queue ({self.max_queue}): such a request could never be queued")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        if self.api_key is not None and not self.api_key:
-            raise ValueError("api_key must be None or a non-empty string")
+        if self.api_key is not None and (not self.api_key or "/" in self.api_key):
+            raise ValueError("api_key must be None or a non-empty string without '/' (it is also a URL segment)")
+        if self.on_error_reward is not None and not math.isfinite(self.on_error_reward):
+            raise ValueError(f"on_error_reward must be a finite number or None, got {self.on_error_reward}")
+        from rmkit.models.chat_parse import FAMILIES
+
+        if self.policy_template not in ("auto", "none") + FAMILIES:
+            raise ValueError(f"policy_template must be one of {('auto', 'none') + FAMILIES}, "
+                             f"got {self.policy_template!r}")

@@ -14,13 +14,17 @@ passes the limit (the error is an HTTPException, so FastAPI's body reader passes
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 import time
 
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
 SCORING_PATHS = ("/v1/rewards", "/v1/compare", "/v1/rank", "/get_reward", "/classify", "/v1/classify",
-                 "/v1/embeddings")
+                 "/pooling", "/v1/embeddings")
+CAPABILITY_PREFIX = "/k/"
+_KEY_IN_PATH = re.compile(r"/k/[^/\s\"]+")
 KNOWN_PATHS = SCORING_PATHS + ("/health", "/metrics", "/docs", "/openapi.json")
 
 
@@ -31,21 +35,63 @@ def _header(scope, name: bytes) -> bytes | None:
     return None
 
 
+class CapabilityPath:
+    """`/k/<key>/<endpoint>` → `/<endpoint>`, marked authenticated when <key> is the server's key (compared
+    in constant time); a wrong key gets 401, and with no key configured the prefix is unknown (404)."""
+
+    def __init__(self, app, key: str | None):
+        self.app, self.key = app, key.encode() if key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(CAPABILITY_PREFIX):
+            return await self.app(scope, receive, send)
+        given, _, rest = scope["path"][len(CAPABILITY_PREFIX):].partition("/")
+        if self.key is None:
+            return await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+        if not hmac.compare_digest(given.encode(), self.key):
+            return await _unauthorized(scope, receive, send)
+        path = "/" + rest
+        scope = dict(scope, path=path, raw_path=path.encode(), rmkit_authenticated=True)
+        await self.app(scope, receive, send)
+
+
 class ApiKey:
     def __init__(self, app, key: str | None, protected: tuple[str, ...]):
         self.app, self.protected = app, protected
         self.key = key.encode() if key else None
 
     async def __call__(self, scope, receive, send):
-        if self.key is None or scope["type"] != "http" or scope["path"] not in self.protected:
+        if (self.key is None or scope["type"] != "http" or scope["path"] not in self.protected
+                or scope.get("rmkit_authenticated")):
             return await self.app(scope, receive, send)
         given = _header(scope, b"authorization") or b""
         scheme, _, token = given.partition(b" ")
         if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
             return await self.app(scope, receive, send)
-        response = JSONResponse({"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
+        await _unauthorized(scope, receive, send)
+
+
+async def _unauthorized(scope, receive, send):
+    response = JSONResponse({"detail": "missing or invalid API key: send 'Authorization: Bearer <key>' or use "
+                                       "the capability URL /k/<key>/<endpoint>"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    await response(scope, receive, send)
+
+
+def redact(text: str) -> str:
+    """A path or log line with the key of a capability URL replaced by ***."""
+    return _KEY_IN_PATH.sub("/k/***", text)
+
+
+class RedactKey(logging.Filter):
+    """Rewrites a log record so that no capability-URL key reaches a handler (uvicorn's access log prints
+    each request's path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/k/" in message:
+            record.msg, record.args = redact(message), None
+        return True
 
 
 class ShedLoad:

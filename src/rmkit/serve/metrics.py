@@ -35,6 +35,8 @@ class ServerMetrics:
         self.latency = Histogram("rmkit_request_latency_seconds",
                                  "Latency of scoring requests, from first byte to response.",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.fallback = Counter("rmkit_fallback_rewards", "Samples answered with the operator's --on-error-reward, "
+                                "by endpoint and reason.", ("endpoint", "reason"), registry=r)
         self.queue_depth = Gauge("rmkit_queue_depth", "Conversations waiting to be scored.", registry=r)
         self.in_flight = Gauge("rmkit_batch_in_flight", "Conversations in the forward now running.", registry=r)
 

@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class MessageIn(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Optional[str] = Field(None, description="Required, but for an assistant turn that only calls tools.")
+    tool_calls: Optional[list[dict]] = Field(None, description="An assistant's tool calls (OpenAI's format).")
+    name: Optional[str] = Field(None, description="A tool message's tool name.")
+    tool_call_id: Optional[str] = None
 
 
 Conversation = list[MessageIn]
@@ -58,8 +61,9 @@ class RankResponse(BaseModel):
 
 
 class GetRewardRequest(BaseModel):
-    """OpenRLHF's remote reward model (`--remote_rm_url`): fully formatted texts (prompt + response, decoded
-    with special tokens), tokenized as given (no chat template) after its padding is stripped."""
+    """OpenRLHF's remote reward model (`--reward.remote_url`): prompt + response texts, decoded from the
+    policy's ids with special tokens, so in the policy's chat template; read back into messages and
+    re-rendered with the reward model's template (see `rmkit serve --policy-template`)."""
     model_config = ConfigDict(extra="allow")
     query: list[str] = Field(description="Prompt + response texts, one per sample.")
     prompts: Optional[list] = Field(None, description="Sent by OpenRLHF; accepted, not used (the query holds the prompt).")
@@ -69,21 +73,48 @@ class GetRewardRequest(BaseModel):
 class GetRewardResponse(BaseModel):
     rewards: list[Optional[float]]
     scores: list[Optional[float]]
-    extra_logs: dict = Field(default_factory=dict)
+    extra_logs: dict = Field(default_factory=dict, description=(
+        "Per-query 0/1 flags OpenRLHF averages into its logs: rmkit_fallback (the reward is the operator's "
+        "--on-error-reward) and one flag per reason (rmkit_unparsed, rmkit_too_long, rmkit_unrenderable, "
+        "rmkit_not_finite). Numbers only: OpenRLHF turns every value into a tensor."))
+    errors: list[Optional[str]] = Field(default_factory=list, description="Why each fallback was given; null "
+                                                                            "where the query was scored.")
 
 
-class ClassifyRequest(BaseModel):
-    """vLLM `/classify` (what verl's reward loop sends): texts tokenized as given; the reward comes back raw
-    unless `use_activation` (or vLLM's older `activation`) is true."""
+Tokens = list[int]
+
+
+class PoolingRequest(BaseModel):
+    """vLLM's pooling API (`/classify`, `/pooling`; what verl's reward loop sends): texts, token ids or one
+    conversation (`messages`, rendered with the reward model's chat template). As vLLM does, the
+    activation (sigmoid) applies unless `use_activation` is false; rmkit's own endpoints stay raw."""
     model_config = ConfigDict(extra="allow")
     model: Optional[str] = Field(None, description="Accepted and ignored: one server serves one model.")
-    input: Union[str, list[str]]
-    use_activation: Optional[bool] = Field(None, description="true: sigmoid(reward), as vLLM's default; "
-                                                             "absent or false: the raw reward.")
+    input: Optional[Union[str, list[str], Tokens, list[Tokens]]] = None
+    messages: Optional[list[dict]] = Field(None, description="One conversation instead of `input`.")
+    use_activation: Optional[bool] = Field(None, description="false: the raw reward; absent or true: "
+                                                             "sigmoid(reward), vLLM's default.")
     activation: Optional[bool] = Field(None, description="vLLM < 0.11.2's name for use_activation.")
     add_special_tokens: Optional[bool] = Field(None, description="false: the text's own tokens only (no BOS added); "
                                                                  "absent or true: the tokenizer's special tokens, "
                                                                  "a BOS already in the text not doubled.")
+    truncate_prompt_tokens: Optional[int] = Field(None, ge=-1, description="Keep this many tokens (-1: the "
+                                                                           "model's limit), as vLLM does.")
+    truncation_side: Optional[Literal["left", "right"]] = Field(None, description="Which end truncation cuts "
+                                                                                  "from [the tokenizer's side].")
+
+    def model_post_init(self, __context) -> None:
+        if (self.input is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'input' (text, texts or token ids) and 'messages'")
+
+    @property
+    def activated(self) -> bool:
+        if self.use_activation is not None:
+            return self.use_activation
+        return self.activation if self.activation is not None else True
+
+
+ClassifyRequest = PoolingRequest
 
 
 class ClassifyData(BaseModel):
@@ -119,6 +150,21 @@ class EmbeddingData(BaseModel):
     object: str = "embedding"
     index: int
     embedding: list[Optional[float]] = Field(description="[raw reward]")
+
+
+class PoolingData(BaseModel):
+    index: int
+    object: str = "pooling"
+    data: list[Optional[float]] = Field(description="[reward] (its sigmoid unless use_activation is false)")
+
+
+class PoolingResponse(BaseModel):
+    id: str
+    object: str = "list"
+    created: int
+    model: str
+    data: list[PoolingData]
+    usage: ClassifyUsage
 
 
 class EmbeddingsResponse(BaseModel):

@@ -10,8 +10,9 @@ offline scoring, and are scored by the same `score_ids`, so the server returns t
 """
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from fastapi import HTTPException
 from jinja2.exceptions import TemplateError
@@ -19,8 +20,11 @@ from jinja2.exceptions import TemplateError
 from rmkit.data.schema import Message, to_conversation
 from rmkit.score.scorer import ConversationScorer, TooLongError
 from rmkit.serve.batcher import EngineQueue, MicroBatcher, QueueFull, ShuttingDown
+from rmkit.serve.compat import Unscorable
 from rmkit.serve.config import ServeConfig
 from rmkit.serve.metrics import ServerMetrics
+
+log = logging.getLogger("rmkit.serve")
 
 
 class ServerState:
@@ -102,6 +106,46 @@ class ServerState:
         return out
 
 
+    # ---- the RL clients' endpoints: one item at a time, a fallback reward where one cannot be scored ---
+    async def score_items(self, endpoint: str, items: Sequence[tuple[Any, Callable[[], list[int]]]]
+                          ) -> tuple[list[float], dict[int, Unscorable], int]:
+        """Rewards of (item, encode) pairs, the items that got the fallback, and the tokens scored. With `on_error_reward`
+        set, an item that cannot be scored gets it (counted by reason in /metrics, logged with the
+        sample) and the rest is scored; unset, such an item fails the request with 422 (null for an
+        over-long one under truncation="skip"), as rmkit's own endpoints answer."""
+        self.check_count(len(items), "input")
+        fallback = self.config.on_error_reward
+        seqs: list[list[int] | None] = []
+        failed: dict[int, Unscorable] = {}
+        for i, (item, encode) in enumerate(items):
+            try:
+                seqs.append(encode())
+            except Unscorable as e:
+                if fallback is None and not (e.kind == "too_long" and self.scorer.config.truncation == "skip"):
+                    raise HTTPException(422, f"input {i}: {e.reason}")
+                seqs.append(None)
+                if fallback is not None:
+                    failed[i] = e
+        rewards = await self.score(seqs)
+        tokens = sum(len(x) for x in seqs if x is not None)
+        if fallback is None:
+            return rewards, failed, tokens
+        for i, r in enumerate(rewards):
+            if i not in failed and not math.isfinite(r):
+                failed[i] = Unscorable("not_finite", f"the model returned {r}")
+        for i, e in sorted(failed.items()):
+            rewards[i] = fallback
+            self.metrics.fallback.labels(endpoint=endpoint, reason=e.kind).inc()
+            log.warning("%s: input %d gets the fallback reward %s (%s: %s); the sample: %s", endpoint, i, fallback,
+                        e.kind, e.reason, _preview(items[i][0]))
+        return rewards, failed, tokens
+
+
+def _preview(item: Any, most: int = 300) -> str:
+    text = item if isinstance(item, str) else repr(item)
+    return repr(text[:most] + ("…" if len(text) > most else ""))
+
+
 def scorer_label(scorer) -> str:
     """The label /classify reports: the checkpoint's id2label[0] (transformers' default LABEL_0)."""
     if getattr(scorer, "label", None):
@@ -127,7 +171,7 @@ def json_floats(values: Sequence[float]) -> list[float | None]:
 def turns_to_messages(value, role: str) -> list[Message]:
     if isinstance(value, str):
         return [Message(role, value)]
-    return to_conversation([m.model_dump() for m in value])
+    return to_conversation([m.model_dump(exclude_none=True) for m in value])
 
 
 def prob_first_better(r1: float, r2: float, temperature: float = 1.0) -> float | None:
