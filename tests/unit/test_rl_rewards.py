@@ -129,23 +129,48 @@ def test_prompt_groups_keep_first_seen_order():
     assert prompt_groups(samples) == [[0, 2], [1, 3]]
 
 
-def test_verl_custom_reward_function(tiny_llama, scorer):
-    infos = [{"prompt": P1}, {"prompt": P1}, {"question": "Hello!"}]
-    sols = ["Each gets 3 apples.", "9", "Hi"]
-    want = [scorer.score([P1 + [{"role": "assistant", "content": sols[0]}]])[0],
-            scorer.score([P1 + [{"role": "assistant", "content": sols[1]}]])[0],
-            scorer.score([[{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi"}]])[0]]
-    kw = {"model": str(tiny_llama), "device": "cpu", "reward_router_address": None}  # verl adds the last one
-    got = verl.compute_score_batch(["d"] * 3, sols, [None] * 3, infos, **kw)
-    assert got == pytest.approx(want, abs=1e-5)
-    one = verl.compute_score("d", sols[2], None, infos[2], **kw)
-    assert one == pytest.approx(want[2], abs=1e-5)
-    with pytest.raises(DataError, match="extra_info holds no prompt"):
-        verl.compute_score("d", "x", None, {"index": 3}, **kw)
+def test_verl_compute_score_by_keyword_from_a_thread_pool(tiny_llama, scorer, monkeypatch):
+    """verl's NaiveRewardManager calls compute_score by keyword, one rollout per call, from its loop's
+    thread pool (reward_loop/reward_manager/naive.py:66-84): one model per process, the calls gathered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rmkit.integrations import rewards
+
+    loads = []
+    real_open = rewards.open_source
+    monkeypatch.setattr(verl, "open_source", lambda *a, **k: loads.append(1) or real_open(*a, **k))
+    monkeypatch.setattr(verl, "_CACHE", {})
+    sols = ["Each gets 3 apples.", "9", "The quick brown fox.", "Sure, here is a poem about the sea."] * 2
+    infos = [{"prompt": P1} if i < 4 else {"question": "Hello!"} for i in range(8)]
+    want = [scorer.score([(P1 if i < 4 else [{"role": "user", "content": "Hello!"}])
+                          + [{"role": "assistant", "content": s}]])[0] for i, s in enumerate(sols)]
+    kw = {"model": str(tiny_llama), "device": "cpu", "dtype": "float32", "batch_window_ms": 50}
+    call = lambda i: verl.compute_score(data_source="d", solution_str=sols[i], ground_truth=None,  # noqa: E731
+                                        extra_info={**infos[i], "num_turns": None}, **kw)
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(call, range(8)))
+    assert [g["score"] for g in got] == pytest.approx(want, abs=1e-5)
+    assert all(g["rmkit_raw"] == g["score"] and g["rmkit_unscored"] == 0.0 for g in got)
+    assert len(loads) == 1  # six threads arrived at once: one model
+    (gather, _), = verl._CACHE.values()
+    assert gather.calls < 8  # concurrent calls scored together
+
+
+def test_verl_compute_score_reads_a_templated_prompt_and_reports_failures(tiny_llama, scorer):
+    kw = {"model": str(tiny_llama), "device": "cpu", "dtype": "float32"}
+    chatml = "<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n"  # a Qwen policy's rendered prompt
+    got = verl.compute_score(data_source="d", solution_str="Hi", ground_truth=None,
+                             extra_info={"question": chatml}, **kw)
+    want = scorer.score([[{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi"}]])[0]
+    assert got["score"] == pytest.approx(want, abs=1e-5)
+    with pytest.raises(RewardError, match="extra_info holds no prompt"):
+        verl.compute_score(data_source="d", solution_str="x", ground_truth=None, extra_info={"index": 3}, **kw)
+    flagged = verl.compute_score(data_source="d", solution_str="x", extra_info={"index": 3}, on_error=-3.0, **kw)
+    assert flagged == {"score": -3.0, "rmkit_raw": -3.0, "rmkit_unscored": 1.0}
     with pytest.raises(TypeError, match="exactly one"):
-        verl.compute_score("d", "x", None, infos[0])
+        verl.compute_score(data_source="d", solution_str="x", extra_info={"prompt": P1})
     with pytest.raises(ValueError, match="verl needs a number"):
-        verl.compute_score("d", "x", None, infos[0], model=str(tiny_llama), on_error=None)
+        verl.compute_score(data_source="d", solution_str="x", extra_info={"prompt": P1}, on_error=None, **kw)
 
 
 def test_rmkit_calibrate_save_stores_the_stats_normalize_reads(tiny_llama, tmp_path, monkeypatch):
@@ -174,3 +199,66 @@ def test_rmkit_calibrate_save_stores_the_stats_normalize_reads(tiny_llama, tmp_p
     raw = reward_function(sc)(prompts, completions)
     got = reward_function(sc, normalize=True)(prompts, completions)  # loaded from the folder: reads it
     assert got == pytest.approx([(r - stats["mean"]) / stats["std"] for r in raw], abs=1e-4)
+
+
+def test_async_reward_function_gives_the_same_rewards(scorer):
+    import asyncio
+
+    from trl.trainer.utils import is_async_callable  # how TRL 1.16 decides to await a reward function
+
+    prompts, completions = grpo_batch()
+    fn = reward_function(scorer, name="rm_async", asynchronous=True)
+    assert is_async_callable(fn) and fn.__name__ == "rm_async"
+    got = asyncio.run(fn(prompts=prompts, completions=completions, trainer_state=None))
+    assert got == pytest.approx(offline(scorer, prompts, completions), abs=1e-5)
+
+
+def test_reward_functions_pickle_and_reload_in_the_child(tiny_llama, scorer):
+    import pickle
+
+    prompts, completions = grpo_batch(2)
+    fn = reward_function(str(tiny_llama), device="cpu", dtype="float32", name="rm")
+    want = fn(prompts, completions)
+    clone = pickle.loads(pickle.dumps(fn))  # what AsyncGRPOTrainer does to send it to its reward worker
+    assert clone._source is None and clone.__name__ == "rm"
+    assert clone(prompts, completions) == pytest.approx(want, abs=1e-6)
+    remote = reward_function("http://127.0.0.1:9/", api_key="k", asynchronous=True)
+    copy = pickle.loads(pickle.dumps(remote))  # no live httpx client travels
+    assert copy.fn.source.url == "http://127.0.0.1:9" and copy.fn.source.headers == {"Authorization": "Bearer k"}
+
+
+def test_none_beside_other_reward_functions_is_warned_and_drop_unscored_keeps_the_row_out(tiny_llama):
+    from rmkit.integrations.trl import drop_unscored
+
+    sc = RewardScorer.from_pretrained(str(tiny_llama), device="cpu", max_length=100, truncation="skip")
+    with pytest.warns(UserWarning, match="counts as 0 in TRL's sum"):
+        rm = reward_function(sc, on_error=None)
+    calls = []
+
+    def length(prompts, completions, **kw):
+        calls.append(len(prompts))
+        return [float(len(c[0]["content"])) for c in completions]
+
+    prompts = [P1, P1, P1]
+    completions = [[{"role": "assistant", "content": x}] for x in ("9", LONG * 3, "Each gets 3 apples.")]
+    funcs = drop_unscored(rm, length)
+    before = sc.stats["scored"]
+    other = funcs[1](prompts=prompts, completions=completions)  # TRL may call either first
+    mine = funcs[0](prompts=prompts, completions=completions)
+    assert mine[1] is None and other[1] is None  # every function None: TRL's unscorable_mask drops the row
+    assert other[0] == 1.0 and mine[0] is not None and sc.stats["scored"] - before == 2  # scored once
+    with pytest.raises(ValueError, match="on_error=None"):
+        drop_unscored(reward_function(sc), length)
+
+
+def test_auto_device_is_this_ranks_gpu(monkeypatch):
+    import torch
+
+    from rmkit.models.load import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == "cuda:3" and resolve_device("cpu") == "cpu"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device("auto") == "cuda"

@@ -73,17 +73,38 @@ class RemoteSource:
         self.text, self.timeout, self.retries = check_text_mode(text), timeout, retries
         self.backoff_s, self.max_backoff_s, self.batch_size, self.sleep = backoff_s, max_backoff_s, batch_size, sleep
         key = api_key if api_key is not None else os.environ.get("RMKIT_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout),
-                                   transport=transport)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.transport, self._client, self._aclient = transport, None, None
         self.requests = 0
+        httpx.Timeout(timeout)  # checked now, not at the first request
+
+    @property
+    def client(self):
+        if self._client is None:
+            httpx = _httpx()
+            self._client = httpx.Client(base_url=self.url, headers=self.headers, timeout=httpx.Timeout(self.timeout),
+                                        transport=self.transport)
+        return self._client
+
+    @property
+    def aclient(self):
+        """One `httpx.AsyncClient` (TRL runs async reward functions on one event loop of its own)."""
+        if self._aclient is None:
+            httpx = _httpx()
+            self._aclient = httpx.AsyncClient(base_url=self.url, headers=self.headers,
+                                              timeout=httpx.Timeout(self.timeout), transport=self.transport)
+        return self._aclient
+
+    def __getstate__(self) -> dict:
+        """Pickles without its connections (TRL's AsyncGRPOTrainer spawns reward workers): they reopen on use."""
+        return dict(self.__dict__, _client=None, _aclient=None)
 
     def _payload(self, sample: Sample) -> Any:
         if self.text == "raw":
             return raw_text(sample)
         return conversation_to_dicts(conversation(sample))
 
-    def score(self, samples: Sequence[Sample]) -> Scored:
+    def _plan(self, samples: Sequence[Sample]) -> tuple[list[float], dict[int, str], dict[int, Any], list]:
         rewards = [float("nan")] * len(samples)
         failures: dict[int, str] = {}
         payloads: dict[int, Any] = {}
@@ -93,48 +114,78 @@ class RemoteSource:
             except DataError as e:
                 failures[i] = f"DataError: {e}"
         groups = [[i for i in g if i in payloads] for g in prompt_groups(samples)]
-        for chunk in chunk_groups([g for g in groups if g], self.batch_size):
+        return rewards, failures, payloads, chunk_groups([g for g in groups if g], self.batch_size)
+
+    def score(self, samples: Sequence[Sample]) -> Scored:
+        rewards, failures, payloads, chunks = self._plan(samples)
+        for chunk in chunks:
             self._score_chunk(chunk, payloads, rewards, failures)
+        return Scored(rewards, failures)
+
+    async def ascore(self, samples: Sequence[Sample]) -> Scored:
+        """`score` over the async client, the chunks of a call sent concurrently."""
+        import asyncio
+
+        rewards, failures, payloads, chunks = self._plan(samples)
+        await asyncio.gather(*(self._ascore_chunk(c, payloads, rewards, failures) for c in chunks))
         return Scored(rewards, failures)
 
     def _score_chunk(self, chunk: list[int], payloads, rewards: list[float], failures: dict[int, str]) -> None:
         kind, value = self._post([payloads[i] for i in chunk])
-        if kind == "ok":
-            for i, r in zip(chunk, value):
-                if r is None:
-                    failures[i] = "the server skipped it as over-long (its truncation policy is 'skip')"
-                else:
-                    rewards[i] = float(r)
-        elif kind == "refused" and len(chunk) > 1:  # isolate the refused samples, score the rest
-            half = len(chunk) // 2
-            self._score_chunk(chunk[:half], payloads, rewards, failures)
-            self._score_chunk(chunk[half:], payloads, rewards, failures)
-        else:
-            for i in chunk:
-                failures[i] = value
+        for part in _apply(kind, value, chunk, rewards, failures):  # a refused chunk: its halves alone
+            self._score_chunk(part, payloads, rewards, failures)
+
+    async def _ascore_chunk(self, chunk: list[int], payloads, rewards: list[float], failures: dict[int, str]) -> None:
+        kind, value = await self._apost([payloads[i] for i in chunk])
+        for part in _apply(kind, value, chunk, rewards, failures):
+            await self._ascore_chunk(part, payloads, rewards, failures)
 
     def _post(self, items: list) -> tuple[str, Any]:
         """("ok", rewards) | ("refused", why): 422 / 413 | ("down", why): no answer after the retries."""
-        httpx = _httpx()
         path, field = ENDPOINT[self.text]
         last = "no attempt made"
         for attempt in range(self.retries + 1):
-            wait = None
+            self.requests += 1
             try:
-                self.requests += 1
                 response = self.client.post(path, json={field: items})
-            except httpx.TimeoutException:
-                last = f"no answer within timeout={self.timeout}s"
-            except httpx.TransportError as e:
-                last = f"{type(e).__name__}: {e}"
-            else:
-                kind, value, wait = self._read(response, len(items))
-                if kind != "retry":
-                    return kind, value
-                last = value
+            except Exception as e:  # noqa: BLE001 - sorted by _attempt
+                response = e
+            done, last, wait = self._attempt(response, len(items))
+            if done:
+                return last
             if attempt < self.retries:
                 self.sleep(self._delay(attempt, wait))
         return "down", f"{self.url}{path}: {last} (after {self.retries + 1} attempts)"
+
+    async def _apost(self, items: list) -> tuple[str, Any]:
+        import asyncio
+
+        path, field = ENDPOINT[self.text]
+        last = "no attempt made"
+        for attempt in range(self.retries + 1):
+            self.requests += 1
+            try:
+                response = await self.aclient.post(path, json={field: items})
+            except Exception as e:  # noqa: BLE001 - sorted by _attempt
+                response = e
+            done, last, wait = self._attempt(response, len(items))
+            if done:
+                return last
+            if attempt < self.retries:
+                await asyncio.sleep(self._delay(attempt, wait))
+        return "down", f"{self.url}{path}: {last} (after {self.retries + 1} attempts)"
+
+    def _attempt(self, response, n: int) -> tuple[bool, Any, float | None]:
+        """(True, (kind, value), None) when done; (False, why, Retry-After) to try again."""
+        httpx = _httpx()
+        if isinstance(response, httpx.TimeoutException):
+            return False, f"no answer within timeout={self.timeout}s", None
+        if isinstance(response, httpx.TransportError):
+            return False, f"{type(response).__name__}: {response}", None
+        if isinstance(response, BaseException):
+            raise response
+        kind, value, wait = self._read(response, n)
+        return (True, (kind, value), None) if kind != "retry" else (False, value, wait)
 
     def _read(self, response, n: int) -> tuple[str, Any, float | None]:
         status = response.status_code
@@ -154,7 +205,26 @@ class RemoteSource:
         return min(self.max_backoff_s, retry_after if retry_after is not None else backoff)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+
+
+def _apply(kind: str, value: Any, chunk: list[int], rewards: list[float], failures: dict[int, str]) -> list:
+    """Record one answer for `chunk`; returns the halves to send again when the server refused a chunk of
+    several samples (so the refused ones stand alone and the rest is scored)."""
+    if kind == "ok":
+        for i, r in zip(chunk, value):
+            if r is None:
+                failures[i] = "the server skipped it as over-long (its truncation policy is 'skip')"
+            else:
+                rewards[i] = float(r)
+        return []
+    if kind == "refused" and len(chunk) > 1:
+        half = len(chunk) // 2
+        return [chunk[:half], chunk[half:]]
+    for i in chunk:
+        failures[i] = value
+    return []
 
 
 def _detail(response) -> str:

@@ -21,10 +21,17 @@ NO_SDPA = {"gemma2"}  # logit soft-capping is lost under SDPA
 
 
 def resolve_device(device: str | None) -> str:
+    """"auto": this process's GPU (cuda:LOCAL_RANK under torchrun / accelerate / TRL on several GPUs, so
+    that each rank keeps its reward model beside its policy), else the CPU."""
     import torch
 
     if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        rank = os.environ.get("LOCAL_RANK")
+        if rank is None or not rank.strip().isdigit():
+            return "cuda"
+        return f"cuda:{int(rank) % max(1, torch.cuda.device_count())}"
     return device
 
 
