@@ -38,6 +38,15 @@ class Recorder:
         return rewards
 
 
+class AsyncRecorder(Recorder):
+    """The same for an async reward function: TRL awaits it (`is_async_callable`)."""
+
+    async def __call__(self, prompts, completions, **kwargs):
+        rewards = await self.fn(prompts, completions, **kwargs)
+        self.calls.append((prompts, completions, rewards))
+        return rewards
+
+
 @contextmanager
 def serving(scorer, api_key: str):
     """rmkit serve on a free loopback port (the serve tests' own `running`), its base URL."""
@@ -76,7 +85,8 @@ def check_logged_rewards_are_offline(trainer, rec: Recorder, scorer, conversatio
 
     assert len(rec.calls) == 2  # one generation batch per step, G completions of each prompt
     steps = [h for h in trainer.state.log_history if f"rewards/{name}/mean" in h]
-    for (prompts, completions, rewards), logged in zip(rec.calls, steps):
+    assert len(steps) == 2, f"TRL logged no rewards/{name}/mean per step: {trainer.state.log_history}"
+    for (prompts, completions, rewards), logged in zip(rec.calls, steps, strict=True):
         assert len(prompts) == 4 and len(set(map(str, prompts))) == 4 // G
         want = [alone(p, c) for p, c in zip(prompts, completions)]
         assert rewards == pytest.approx(want, abs=1e-4)
@@ -98,11 +108,15 @@ def test_grpo_two_steps_with_the_local_reward_function(tiny_llama, tmp_path, con
     assert scorer.stats["shared_groups"] >= 2 * (4 // G)  # every prompt's G completions: the prompt once
 
 
-def test_grpo_two_steps_through_rmkit_serve(tiny_llama, tmp_path):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_grpo_two_steps_through_rmkit_serve(tiny_llama, tmp_path, asynchronous):
     scorer = RewardScorer.from_pretrained(str(tiny_llama), device="cpu", dtype="float32")
     offline = RewardScorer.from_pretrained(str(tiny_llama), device="cpu", dtype="float32")
     with serving(scorer, api_key="grpo-key") as url:
-        rec = Recorder(reward_function(url, api_key="grpo-key", timeout=60, retries=1, name="rmkit_remote"))
+        fn = reward_function(url, api_key="grpo-key", timeout=60, retries=1, name="rmkit_remote",
+                             asynchronous=asynchronous)
+        rec = (AsyncRecorder if asynchronous else Recorder)(fn)
         trainer = train_grpo(rec, tmp_path, conversational=True)
     check_logged_rewards_are_offline(trainer, rec, offline, conversational=True)
-    assert rec.fn.source.requests == 2  # one request per step: 4 conversations, 2 prompts x G
+    source = (rec.fn.fn if asynchronous else rec.fn).source
+    assert source.requests == 2  # one request per step: 4 conversations, 2 prompts x G
