@@ -6,10 +6,11 @@ OpenRLHF, with the prompt run once for all of its completions.
     reward = reward_function("http://127.0.0.1:8000", api_key="...")  # remote: `rmkit serve`
     GRPOTrainer(model=policy, reward_funcs=reward, ...)
 
-    # verl: custom_reward_function.path=<rmkit>/integrations/verl.py, name=compute_score (or
-    # compute_score_batch with reward_model.reward_manager=batch), reward_kwargs: {model: ...} or {url: ...}
-    # OpenRLHF: --remote_rm_url http://host:8000/get_reward  (rmkit serve answers its payload)
+    # verl 0.9: reward.custom_reward_function.path=<rmkit>/integrations/verl.py, .name=compute_score,
+    #   +reward.custom_reward_function.reward_kwargs.model=... (or .url=...)
+    # OpenRLHF 0.11: --reward.remote_url http://host:8000/k/<key>/get_reward  (rmkit serve, a capability URL)
 
 `rewards` holds what all adapters share: samples to raw rewards (locally or over HTTP), per-sample
-failures reported, never a silent 0, and the optional normalisation by a stored mean / std.
+failures reported, never a silent 0, and the optional normalisation by a stored mean / std; `coalesce`
+gathers the one-sample calls verl makes from its threads into one scoring call.
 """

@@ -6,16 +6,18 @@
     app = create_app(RewardScorer.from_pretrained("smollm2-135m"), ServeConfig())
     # uvicorn.run(app, host="127.0.0.1", port=8000)   -- or: rmkit serve --model smollm2-135m
 
-Endpoints: POST /v1/rewards, /v1/compare, /v1/rank (rmkit), /get_reward (OpenRLHF's remote RM:
-{query, prompts, labels} → {rewards, scores, extra_logs}), /classify and /v1/classify (vLLM: what
-verl's reward loop sends), /v1/embeddings (SGLang's reward-model shape); GET /health, /metrics
-(Prometheus text), /docs. Concurrent requests whose sequences share a prompt (GRPO's G rollouts, sent
+Endpoints: POST /v1/rewards, /v1/compare, /v1/rank (rmkit, raw rewards), /get_reward (OpenRLHF's remote
+RM: {query, prompts, labels} → {rewards, scores, extra_logs, errors}; the query read back from the policy's
+chat template), /classify, /v1/classify and /pooling (vLLM's pooling API as vLLM answers it: what verl's
+reward loop sends), /v1/embeddings (SGLang's reward-model shape); GET /health, /metrics (Prometheus
+text), /docs. With an API key, each also answers under /k/<key>/ for clients that send no header; the
+RL clients' endpoints answer `on_error_reward` for a sample that cannot be scored (`rmkit.serve.compat`). Concurrent requests whose sequences share a prompt (GRPO's G rollouts, sent
 together or one by one) run it once (`rmkit.serve.sharing`: exact, the same rewards).
 Input is validated and tokenized in the handler, so bad input never reaches the queue: malformed JSON
 or roles → 422, a conversation over the token limit → 422, too big a body or too many conversations
 → 413 (each message names its limit), a full queue → 503 with Retry-After, a missing API key → 401.
 Shutdown (the lifespan's exit) refuses new work and finishes the requests already queued or running.
-Rewards are raw logits (no sigmoid); null only for input skipped under truncation="skip".
+rmkit's own rewards are raw logits (no sigmoid); null only for input skipped under truncation="skip".
 """
 from __future__ import annotations
 

@@ -3,10 +3,11 @@
     RewardsRequest.model_validate({"conversations": [[{"role": "user", "content": "2+2?"},
                                                       {"role": "assistant", "content": "4"}]]})
 
-Shapes: rmkit's own (/v1/rewards, /v1/compare, /v1/rank), OpenRLHF's remote RM (/get_reward: fully
-formatted text in), vLLM classification (/classify, /v1/classify: verl's reward loop) and SGLang's
-reward-model embeddings (/v1/embeddings). Rewards are raw logits; a reward is null only when the
-server's truncation policy is "skip" and the input was too long.
+Shapes: rmkit's own (/v1/rewards, /v1/compare, /v1/rank), OpenRLHF's remote RM (/get_reward: text in the
+policy's chat template), vLLM's pooling API (/classify, /v1/classify, /pooling: verl's reward loop) and
+SGLang's reward-model embeddings (/v1/embeddings). rmkit's own rewards are raw logits; /classify and
+/pooling apply the sigmoid unless use_activation is false, as vLLM does. A reward is null only when the
+server's truncation policy is "skip", the input was too long and no `on_error_reward` is set.
 """
 from __future__ import annotations
 
