@@ -227,3 +227,6 @@ def test_cli_never_binds_beyond_loopback_without_a_key(monkeypatch, tmp_path):
     assert out.exit_code != 0 and "needs an API key" in out.output
     build_tokenizer("chatml", add_bos=False).save_pretrained(tmp_path / "policy")
     assert policy_family(str(tmp_path / "policy")) == "chatml" and policy_family("gemma") == "gemma"
+    with pytest.raises(ValueError, match="needs an API key"):  # from Python too
+        ServeConfig(host="0.0.0.0")
+    assert ServeConfig(host="0.0.0.0", api_key="k").host == "0.0.0.0"

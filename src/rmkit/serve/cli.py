@@ -19,9 +19,6 @@ from typing import Optional
 
 import typer
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 def _api_key(env_name: Optional[str]) -> Optional[str]:
     if env_name is None:
         return os.environ.get("RMKIT_API_KEY") or None
@@ -86,7 +83,7 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
 
     from rmkit.score.scorer import RewardScorer
     from rmkit.serve.app import serve
-    from rmkit.serve.config import ServeConfig
+    from rmkit.serve.config import LOOPBACK, ServeConfig
 
     key = _api_key(api_key_env)
     if host not in LOOPBACK and key is None:

@@ -11,10 +11,13 @@ import math
 from dataclasses import dataclass
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass
 class ServeConfig:
     host: str = "127.0.0.1"
-    """Address to bind. Loopback by default; anything else should come with an API key."""
+    """Address to bind. Loopback by default; any other address needs an API key (never an open server)."""
     port: int = 8000
     api_key: str | None = None
     """When set, every scoring endpoint and /metrics need `Authorization: Bearer <key>`, or the key in the
@@ -72,6 +75,8 @@ class ServeConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.api_key is not None and (not self.api_key or "/" in self.api_key):
             raise ValueError("api_key must be None or a non-empty string without '/' (it is also a URL segment)")
+        if self.host not in LOOPBACK and self.api_key is None:
+            raise ValueError(f"binding {self.host} needs an API key: set api_key (rmkit serve reads RMKIT_API_KEY)")
         if self.on_error_reward is not None and not math.isfinite(self.on_error_reward):
             raise ValueError(f"on_error_reward must be a finite number or None, got {self.on_error_reward}")
         from rmkit.models.chat_parse import FAMILIES
