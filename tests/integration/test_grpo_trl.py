@@ -120,3 +120,29 @@ def test_grpo_two_steps_through_rmkit_serve(tiny_llama, tmp_path, asynchronous):
     check_logged_rewards_are_offline(trainer, rec, offline, conversational=True)
     source = (rec.fn.fn if asynchronous else rec.fn).source
     assert source.requests == 2  # one request per step: 4 conversations, 2 prompts x G
+
+
+def _score_in_child(fn, prompts, completions, out) -> None:
+    """AsyncGRPOTrainer's reward worker, reduced to what rmkit meets there: a spawned process with CUDA
+    hidden (trl/experimental/async_grpo/async_rollout_worker.py:_scrub_child_env) calling the unpickled
+    reward function."""
+    import os
+
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    out.put(fn(prompts=prompts, completions=completions))
+
+
+def test_the_reward_function_runs_in_a_spawned_child(tiny_llama):
+    import multiprocessing as mp
+
+    fn = reward_function(str(tiny_llama), device="cpu", dtype="float32", name="rmkit")
+    prompts = [[{"role": "user", "content": f"Tell me about {t}."}] for t in TOPICS[:2] for _ in range(G)]
+    completions = [[{"role": "assistant", "content": f"Reply {i}."}] for i in range(len(prompts))]
+    want = fn(prompts, completions)
+    ctx = mp.get_context("spawn")  # as AsyncRolloutWorker: every reward function is pickled to the child
+    out = ctx.Queue()
+    child = ctx.Process(target=_score_in_child, args=(fn, prompts, completions, out))
+    child.start()
+    got = out.get(timeout=240)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and got == pytest.approx(want, abs=1e-6)
