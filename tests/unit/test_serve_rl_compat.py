@@ -214,6 +214,11 @@ def test_prefix_groups_by_hand():
     c, short = [5] * 30, list(range(10)) + [9]
     assert prefix_groups([a, c, b, None, short], min_shared=16) == [[0, 2], [1], [4]]
     assert prefix_groups([a, a], min_shared=16) == [[0, 1]]
+    header = [7] * 20  # a template's system header in every request: not a reason to group two prompts
+    x1, x2 = header + [1] * 30 + [5], header + [1] * 30 + [6]
+    y1, y2, z = header + [2] * 30 + [5], header + [2] * 30 + [6], header + [3] * 30
+    assert prefix_groups([x1, y1, x2, z, y2], min_shared=16) == [[0, 2], [1, 4], [3]]
+    assert prefix_groups([x1, y1, z], min_shared=16) == [[0, 1, 2]]  # no prompt repeats: the header is all
 
 
 def test_cli_never_binds_beyond_loopback_without_a_key(monkeypatch, tmp_path):

@@ -4,10 +4,10 @@
     rewards = score([ids_a, ids_b, ids_c])   # the rewards of scorer.score_ids, in input order
 
 The batcher pools the sequences of concurrent requests: verl's reward loop sends each of a prompt's G
-rollouts as its own /classify request, OpenRLHF and rmkit's TRL client send them together. Here the
-pool is sorted by ids, neighbours that share at least `min_shared` leading tokens become one group, and
-the scorer runs each group's common prefix once (`RewardScorer.score_ids(groups=...)`, exact: the same
-rewards as every sequence alone, within fp32 noise). A pool with nothing to share is scored as before.
+rollouts as its own /classify request, OpenRLHF one rollout per /get_reward request. Here the pool is
+sorted by ids and cut into the groups of neighbours that save the most shared leading tokens (at least
+`min_shared` each), and the scorer runs each group's common prefix once (`RewardScorer.score_ids(groups=
+...)`, exact: the same rewards as every sequence alone, within fp32 noise). A pool with nothing to share is scored as before.
 """
 from __future__ import annotations
 
@@ -25,18 +25,32 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def prefix_groups(seqs: Sequence[Sequence[int] | None], min_shared: int = MIN_SHARED) -> list[list[int]]:
-    """Indices of `seqs` grouped by a shared prefix of ≥ min_shared tokens (None entries left out).
-    Sorted by ids, a sequence joins the group of its predecessor when it shares ≥ min_shared tokens
-    with the group's first member; every other sequence is a group of its own. Returned in input order
-    (members ascending, groups by their first member), as `RewardScorer.score` forms its groups."""
+    """Indices of `seqs` (None entries left out) cut into groups that save the most prompt tokens.
+
+    Sorted by ids, neighbours share their longest common prefix; a run of neighbours sharing at least
+    `min_shared` tokens may become one group, which runs its common prefix (the smallest neighbour
+    overlap in the run) once and so saves (size - 1) x that prefix. A dynamic programme over the sorted
+    order picks the cut with the largest saving: a chat template's system header common to every request
+    no longer pulls two prompts' rollouts into one group that shares only the header. Returned in input
+    order (members ascending, groups by their first member), as `RewardScorer.score` forms its groups."""
     order = sorted((i for i, s in enumerate(seqs) if s is not None), key=lambda i: tuple(seqs[i]))
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and _common(seqs[groups[-1][0]], seqs[i]) >= min_shared:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return sorted((sorted(g) for g in groups), key=lambda g: g[0])
+    n = len(order)
+    overlap = [_common(seqs[order[k]], seqs[order[k + 1]]) for k in range(n - 1)]
+    best, start = [0] * (n + 1), list(range(-1, n))  # best[j]: saving over order[:j]; start[j]: its last group
+    for j in range(1, n + 1):
+        best[j], start[j] = best[j - 1], j - 1
+        shared = None
+        for i in range(j - 2, -1, -1):  # the last group is order[i:j]
+            shared = overlap[i] if shared is None else min(shared, overlap[i])
+            if shared < min_shared:
+                break
+            if best[i] + (j - 1 - i) * shared > best[j]:
+                best[j], start[j] = best[i] + (j - 1 - i) * shared, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(sorted(order[start[j]:j]))
+        j = start[j]
+    return sorted(groups, key=lambda g: g[0])
 
 
 def shared_score_fn(scorer, min_shared: int = MIN_SHARED) -> Callable[[Sequence[list[int]]], list[float]]:
