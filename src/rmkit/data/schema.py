@@ -18,7 +18,6 @@ ROLES = ("system", "user", "assistant", "tool")
 """`tool`: a tool's result in an agentic rollout (TRL's tool loop, OpenAI's format); an assistant message may
 carry `tool_calls`. The chat template renders both where it supports them; where it drops them, rendering
 raises a DataError naming the message (`rmkit.models.chat`), never a silent drop."""
-TOOL_FIELDS = ("tool_calls", "name", "tool_call_id")
 
 
 class DataError(ValueError):

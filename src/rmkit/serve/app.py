@@ -11,8 +11,9 @@ RM: {query, prompts, labels} → {rewards, scores, extra_logs, errors}; the quer
 chat template), /classify, /v1/classify and /pooling (vLLM's pooling API as vLLM answers it: what verl's
 reward loop sends), /v1/embeddings (SGLang's reward-model shape); GET /health, /metrics (Prometheus
 text), /docs. With an API key, each also answers under /k/<key>/ for clients that send no header; the
-RL clients' endpoints answer `on_error_reward` for a sample that cannot be scored (`rmkit.serve.compat`). Concurrent requests whose sequences share a prompt (GRPO's G rollouts, sent
-together or one by one) run it once (`rmkit.serve.sharing`: exact, the same rewards).
+RL clients' endpoints answer `on_error_reward` for a sample that cannot be scored (`rmkit.serve.compat`).
+Concurrent requests whose sequences share a prompt (GRPO's G rollouts, sent together or one by one) run
+it once (`rmkit.serve.sharing`: exact, the same rewards).
 Input is validated and tokenized in the handler, so bad input never reaches the queue: malformed JSON
 or roles → 422, a conversation over the token limit → 422, too big a body or too many conversations
 → 413 (each message names its limit), a full queue → 503 with Retry-After, a missing API key → 401.

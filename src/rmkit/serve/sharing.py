@@ -7,7 +7,8 @@ The batcher pools the sequences of concurrent requests: verl's reward loop sends
 rollouts as its own /classify request, OpenRLHF one rollout per /get_reward request. Here the pool is
 sorted by ids and cut into the groups of neighbours that save the most shared leading tokens (at least
 `min_shared` each), and the scorer runs each group's common prefix once (`RewardScorer.score_ids(groups=
-...)`, exact: the same rewards as every sequence alone, within fp32 noise). A pool with nothing to share is scored as before.
+...)`, exact: the same rewards as every sequence alone, within fp32 noise). A pool with nothing to share
+is scored as before.
 """
 from __future__ import annotations
 

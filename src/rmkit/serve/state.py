@@ -105,14 +105,13 @@ class ServerState:
             out[i] = r
         return out
 
-
     # ---- the RL clients' endpoints: one item at a time, a fallback reward where one cannot be scored ---
     async def score_items(self, endpoint: str, items: Sequence[tuple[Any, Callable[[], list[int]]]]
                           ) -> tuple[list[float], dict[int, Unscorable], int]:
-        """Rewards of (item, encode) pairs, the items that got the fallback, and the tokens scored. With `on_error_reward`
-        set, an item that cannot be scored gets it (counted by reason in /metrics, logged with the
-        sample) and the rest is scored; unset, such an item fails the request with 422 (null for an
-        over-long one under truncation="skip"), as rmkit's own endpoints answer."""
+        """Rewards of (item, encode) pairs, the items that got the fallback, and the tokens scored. With
+        `on_error_reward` set, an item that cannot be scored gets it (counted by reason in /metrics, logged
+        with the sample) and the rest is scored; unset, such an item fails the request with 422 (null for
+        an over-long one under truncation="skip"), as rmkit's own endpoints answer."""
         self.check_count(len(items), "input")
         fallback = self.config.on_error_reward
         seqs: list[list[int] | None] = []
