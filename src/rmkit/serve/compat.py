@@ -2,7 +2,7 @@
 API (/classify, /pooling: what verl's reward loop sends) and SGLang (/v1/embeddings).
 
     Compat(state).query_ids("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nYo<|im_end|>")
-    Compat(state).classify_inputs(body)     # text, texts, token ids or messages → [(item, ids)]
+    Compat(state).pooling_items(body)       # text, texts, token ids or messages → [(item, encode)]
 
 Each encoder handles one item and raises `Unscorable(kind, reason)` for an item rmkit cannot score; the
 endpoint answers the operator's fallback reward for it (`--on-error-reward`) or, with none set, a 422.

@@ -111,7 +111,7 @@ class ServerState:
         """Rewards of (item, encode) pairs, the items that got the fallback, and the tokens scored. With
         `on_error_reward` set, an item that cannot be scored gets it (counted by reason in /metrics, logged
         with the sample) and the rest is scored; unset, such an item fails the request with 422 (null for
-        an over-long one under truncation="skip"), as rmkit's own endpoints answer."""
+        an over-long one the scorer's policy skips or cannot cut), as rmkit's own endpoints answer."""
         self.check_count(len(items), "input")
         fallback = self.config.on_error_reward
         seqs: list[list[int] | None] = []
@@ -120,7 +120,7 @@ class ServerState:
             try:
                 seqs.append(encode())
             except Unscorable as e:
-                if fallback is None and not (e.kind == "too_long" and self.scorer.config.truncation == "skip"):
+                if fallback is None and not (e.kind == "too_long" and self.scorer.config.truncation != "error"):
                     raise HTTPException(422, f"input {i}: {e.reason}")
                 seqs.append(None)
                 if fallback is not None:
