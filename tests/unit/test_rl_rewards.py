@@ -134,10 +134,10 @@ def test_verl_compute_score_by_keyword_from_a_thread_pool(tiny_llama, scorer, mo
     thread pool (reward_loop/reward_manager/naive.py:66-84): one model per process, the calls gathered."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from rmkit.integrations import rewards
+    from rmkit.integrations import sources
 
     loads = []
-    real_open = rewards.open_source
+    real_open = sources.open_source
     monkeypatch.setattr(verl, "open_source", lambda *a, **k: loads.append(1) or real_open(*a, **k))
     monkeypatch.setattr(verl, "_CACHE", {})
     sols = ["Each gets 3 apples.", "9", "The quick brown fox.", "Sure, here is a poem about the sea."] * 2

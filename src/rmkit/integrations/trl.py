@@ -42,7 +42,8 @@ from collections import Counter
 from typing import Any, Callable
 
 from rmkit.integrations.rewards import (Normalizer, RewardSource, Sample, Scored, check_on_error, finish,
-                                        make_normalizer, open_source)
+                                        make_normalizer)
+from rmkit.integrations.sources import open_source
 
 NONE_BESIDE_OTHERS = ("on_error=None: TRL leaves a completion out of the advantage only when every reward function "
                       "returns None for it; beside other reward functions rmkit's None counts as 0 in TRL's sum "

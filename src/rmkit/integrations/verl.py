@@ -29,7 +29,8 @@ from typing import Any, Mapping
 
 from rmkit.data.schema import DataError
 from rmkit.integrations.coalesce import Coalescer
-from rmkit.integrations.rewards import RewardError, Sample, check_on_error, make_normalizer, open_source
+from rmkit.integrations.rewards import RewardError, Sample, check_on_error, make_normalizer
+from rmkit.integrations.sources import open_source
 
 PROMPT_KEYS = ("prompt", "raw_prompt", "question")
 VERL_KWARGS = ("reward_router_address", "reward_model_tokenizer")
