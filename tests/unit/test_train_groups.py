@@ -23,7 +23,8 @@ def test_merge_by_prompt_shares_responses():
 
 def test_group_loss_by_hand():
     """Rewards 2, 0, 1 for scores 3 > 1 < 2: edges (0,1) d=2, (0,2) d=1, (2,1) d=1."""
-    from rmkit.train.trainer import edge_index, step_loss
+    from rmkit.train.collate import edge_index
+    from rmkit.train.trainer import step_loss
 
     class R:  # the parts of a Run that step_loss reads
         class cfg:

@@ -107,3 +107,16 @@ def shard(step_pairs: Sequence[int], rank: int, world: int, accum: int) -> list[
     per = len(step_pairs) // (world * accum)
     base = rank * accum * per
     return [list(step_pairs[base + k * per: base + (k + 1) * per]) for k in range(accum)]
+
+
+def edge_index(items) -> dict[str, torch.Tensor]:
+    """The batch's preference edges as indices into its responses (winners, losers) and their margins:
+    what the Bradley-Terry loss reads, for every collate path (packed, shared, trunk store)."""
+    winners, losers, margins, start = [], [], [], 0
+    for it in items:
+        winners += [start + w for w, _ in it.edges]
+        losers += [start + l for _, l in it.edges]
+        margins += list(it.margins)
+        start += len(it.responses)
+    return {"winners": torch.tensor(winners), "losers": torch.tensor(losers),
+            "margins": torch.tensor(margins, dtype=torch.float32)}

@@ -23,7 +23,7 @@ import torch
 
 from rmkit.data.io import write_json_atomic, write_jsonl_atomic
 from rmkit.train import evaluation
-from rmkit.train.collate import batch_plan, shard, steps_per_epoch
+from rmkit.train.collate import batch_plan, edge_index, shard, steps_per_epoch
 from rmkit.train.config import TrainConfig
 from rmkit.train.data import encode_pairs, heldout_split, load_sources, oversample_repeats, sample
 from rmkit.train.loss import bradley_terry_loss, pair_metrics
@@ -242,17 +242,6 @@ def collate_for(run: Run, items) -> dict:
         batch = collate_packed(seqs, pad, row_tokens=row_tokens)
     batch.update(edge_index(items))
     return batch
-
-
-def edge_index(items) -> dict[str, torch.Tensor]:
-    winners, losers, margins, start = [], [], [], 0
-    for it in items:
-        winners += [start + w for w, _ in it.edges]
-        losers += [start + l for _, l in it.edges]
-        margins += list(it.margins)
-        start += len(it.responses)
-    return {"winners": torch.tensor(winners), "losers": torch.tensor(losers),
-            "margins": torch.tensor(margins, dtype=torch.float32)}
 
 
 def step_loss(run: Run, rewards: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

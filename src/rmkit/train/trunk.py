@@ -36,6 +36,7 @@ import torch
 from rmkit.data.io import write_json_atomic
 from rmkit.models.group_attention import ONE_ROW, layered, per_group, row_tokens_for, run_layers  # noqa: F401 (run_layers: re-exported)
 from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
+from rmkit.train.collate import edge_index
 from rmkit.train.model import decoder, fp32_linear, head_linear
 
 log = logging.getLogger("rmkit")
@@ -275,8 +276,6 @@ class TrunkRunner:
 
     def collate(self, run, items) -> dict:
         """The shared-layout batch of `items` with their stored states in `hidden` (rows, W, H)."""
-        from rmkit.train.trainer import edge_index
-
         ids = [self.where[it.responses] for it in items]
         device = self.stack.embed_tokens.weight.device
         rows = ONE_ROW if per_group(self.config, device) else run.cfg.pack_row_tokens
