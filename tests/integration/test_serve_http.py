@@ -200,9 +200,12 @@ def test_rmkit_serve_cli_binds_loopback_scores_and_stops_on_sigterm(tiny_llama, 
         assert httpx.post(f"{url}/v1/rewards", json=body, timeout=30).status_code == 401
         r = httpx.post(f"{url}/v1/rewards", json=body, headers={"Authorization": "Bearer k3y"}, timeout=30)
         assert r.json()["rewards"] == pytest.approx(scorer.score(CONVS[:3]), abs=1e-5)
+        r = httpx.post(f"{url}/k/k3y/v1/rewards", json=body, timeout=30)  # the capability URL: no header
+        assert r.json()["rewards"] == pytest.approx(scorer.score(CONVS[:3]), abs=1e-5)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     # uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -15 is a clean stop too
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out and f"http://127.0.0.1:{port}" in out
+    assert '"POST /k/***/v1/rewards HTTP/1.1" 200' in out and "k3y" not in out  # the access log redacts the key
