@@ -111,7 +111,7 @@ def measure() -> dict:
 def probe(refresh: bool = False) -> dict:
     """This machine's probe, from the cache when it holds one for this machine."""
     from rmkit.data.io import write_json_atomic
-    from rmkit.models.embedded import cache_dir
+    from rmkit.models.paths import cache_dir
 
     path, key = cache_dir() / "hardware.json", machine_key()
     known = json.loads(path.read_text()) if path.exists() else {}

@@ -153,9 +153,8 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
     from safetensors.torch import save_file
 
     from rmkit.data.io import atomic_path, write_json_atomic
-    from rmkit.models.load import resolve_name
 
-    base_state = _state(Path(resolve_name(base)))
+    base_state = _state(base_folder(base))
     new_state = _state(Path(trained_dir))
     if set(base_state) != set(new_state):
         raise ValueError(f"{trained_dir} and {base} hold different tensors: only in the trained one "
@@ -223,7 +222,7 @@ def is_part(folder: str | os.PathLike) -> bool:
 def build_path(folder: str | os.PathLike, *, force: bool = False) -> Path:
     """The HF checkpoint of an exported part at `folder` (not in the package), built once under the cache,
     keyed by the part's sha256, so a run's export can be scored and tested before it ships."""
-    from rmkit.models.embedded import cache_dir
+    from rmkit.models.paths import cache_dir
 
     folder = Path(folder)
     digest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"]
@@ -245,9 +244,7 @@ def build(name: str, out: Path, *, force: bool = False, folder: Path | None = No
     if not force and stamp.exists() and (out / "model.safetensors").exists():
         if json.loads(stamp.read_text()).get("sha256") == manifest["sha256"]:
             return out
-    from rmkit.models.load import resolve_name
-
-    base = Path(resolve_name(manifest["base"]))
+    base = base_folder(manifest["base"])
     state = _state(base)
     part = load_file(folder / WEIGHTS)
     for key, mode in manifest["tensors"].items():
@@ -279,6 +276,14 @@ def build(name: str, out: Path, *, force: bool = False, folder: Path | None = No
             shutil.copyfile(folder / CARD, tmp / CARD)
         (tmp / "rmkit_source.json").write_text(json.dumps({"name": name, "sha256": manifest["sha256"]}))
 
-    from rmkit.models.embedded import build_folder
+    from rmkit.models.paths import build_folder
 
     return build_folder(out, fill)
+
+
+def base_folder(base: str | os.PathLike) -> Path:
+    """The checkpoint folder a part's weights apply to: the embedded backbone by name (converted once), or
+    a local checkpoint folder."""
+    from rmkit.models.gguf import NAMES, backbone
+
+    return backbone(str(base)) if str(base) in NAMES else Path(base)

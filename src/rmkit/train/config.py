@@ -204,7 +204,7 @@ def _as_list(value) -> list[str]:
 def expand(path: str) -> str:
     """$VARS expanded; ${RMKIT_CACHE} is rmkit's cache even when the variable is unset (~/.cache/rmkit),
     so a recipe can keep its runs outside the checkout: a fresh checkout on the same machine resumes them."""
-    from rmkit.models.embedded import cache_dir
+    from rmkit.models.paths import cache_dir
 
     path = str(path).replace("${RMKIT_CACHE}", str(cache_dir())).replace("$RMKIT_CACHE", str(cache_dir()))
     return os.path.expandvars(path)

@@ -26,7 +26,7 @@ CONFIG = "configs/train/smollm2-135m-rm.yaml"
 
 
 def root() -> Path:
-    from rmkit.models.embedded import cache_dir
+    from rmkit.models.paths import cache_dir
 
     return cache_dir() / "runs" / "smollm2-135m-rm"
 

@@ -35,7 +35,7 @@ import torch
 
 from rmkit.data.io import write_json_atomic
 from rmkit.models.group_attention import ONE_ROW, layered, per_group, row_tokens_for, run_layers  # noqa: F401 (run_layers: re-exported)
-from rmkit.models.groups import Group, attention_masks, pack_groups, split_group
+from rmkit.models.groups import Group, pack_groups, split_group
 from rmkit.train.collate import edge_index
 from rmkit.train.model import decoder, fp32_linear, head_linear
 
