@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmkit.score.baselines import BASELINES
-
-
 BACKENDS = ("hf", "vllm")
 
 
@@ -22,13 +19,6 @@ def build_scorer(model: str | None = None, baseline: str | None = None, *, seed:
 
         return RayScorer(model, {k: v for k, v in options.items() if v is not None}, backend=backend,
                          actors=actors, num_gpus=gpus_per_actor, address=address)
-    if (model is None) == (baseline is None):
-        raise ValueError("give exactly one of a model (--model) or a baseline scorer (--scorer length|random)")
-    if baseline is not None:
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
-        return BASELINES[baseline](seed=seed) if baseline == "random" else BASELINES[baseline]()
-    from rmkit.score.scorer import RewardScorer
+    from rmkit.score.local import local_scorer
 
-    return RewardScorer.from_pretrained(model, backend=backend,
-                                        **{k: v for k, v in options.items() if v is not None})
+    return local_scorer(model, baseline, seed=seed, backend=backend, **options)

@@ -76,10 +76,10 @@ class ScorerActor:
     """One per actor: the scorer, loaded once; `__call__` scores a batch of raw rows."""
 
     def __init__(self, model: str, options: dict, backend: str, plans: dict, fail_once: str | None = None):
-        from rmkit.score.factory import build_scorer
+        from rmkit.score.local import local_scorer
 
-        self.scorer = build_scorer(model, None, backend=backend, **options) if model not in ("length", "random") \
-            else build_scorer(None, model)
+        self.scorer = local_scorer(model, backend=backend, **options) if model not in ("length", "random") \
+            else local_scorer(baseline=model)
         self.plans, self.fail_once = plans, fail_once
 
     def _row(self, batch: dict, i: int) -> dict:

@@ -17,142 +17,20 @@ import logging
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from dataclasses import fields
+from typing import Sequence
 
 import torch
 
-from rmkit.data.schema import Conversation, PreferencePair, to_conversation
-from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
+from rmkit.data.schema import to_conversation
+from rmkit.models.chat import render_ids
 from rmkit.models.group_attention import ONE_ROW, layered, per_group
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
+from rmkit.score.base import POLICIES, ConversationScorer, ScorerConfig, TooLongError, context_groups  # noqa: F401
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
 log = logging.getLogger("rmkit")
-POLICIES = ("error", "skip", "truncate")
-
-
-class TooLongError(ValueError):
-    pass
-
-
-@dataclass
-class ScorerConfig:
-    dtype: str = "float32"
-    """"float32", "bfloat16", "float16" or "auto" (bf16/fp16 on a GPU; on a CPU bf16 where its bf16 matmul
-    is measured faster than fp32, `rmkit.models.precision`, else fp32). The CLIs default to "auto"."""
-    attn_implementation: str | None = None
-    """None = the model's default; Gemma-2 is forced off SDPA (eager or flash_attention_2)."""
-    max_length: int | None = None
-    """Longest sequence scored, in tokens; None = the model's max_position_embeddings."""
-    truncation: str = "error"
-    """What over-long input gets: "error", "skip" (reward NaN, counted) or "truncate" (prompt from the left)."""
-    batch_tokens: int = 8192
-    """Padded tokens per forward (batch size × longest sequence in the batch)."""
-    max_batch_size: int = 64
-    device: str | None = "auto"
-    pooling: str = "last"
-    """"last": last real token from the attention mask; "hf": transformers' rightmost-non-pad-id rule."""
-    padding_side: str = "right"
-    trust_remote_code: bool = False
-    show_progress: bool = False
-    sharing: str = "auto"
-    """Prefix sharing: conversations with the same context (a pair's two sides, best-of-N completions)
-    run their common prefix once ("auto"; exact, so it is the default wherever the model allows it:
-    a decoder with a `score` head, pooling "last", not flash_attention_2), or every conversation alone
-    ("off"). Shared batches are padding-free as well."""
-
-    def __post_init__(self):
-        if self.truncation not in POLICIES:
-            raise ValueError(f"truncation must be one of {POLICIES}, got {self.truncation!r}")
-        if self.pooling not in ("last", "hf"):
-            raise ValueError("pooling must be 'last' or 'hf'")
-        if self.padding_side not in ("left", "right"):
-            raise ValueError("padding_side must be 'left' or 'right'")
-        if self.sharing not in ("auto", "off"):
-            raise ValueError("sharing must be 'auto' or 'off'")
-        if self.batch_tokens <= 0 or self.max_batch_size <= 0:
-            raise ValueError("batch_tokens and max_batch_size must be positive")
-
-
-class ConversationScorer:
-    """What every backend shares: conversations rendered to ids with the chat template (no double BOS),
-    the over-long policy, pairs cut together, and the public API. A backend (`RewardScorer` here, the vLLM
-    scorer in `rmkit.score.vllm_scorer`) sets `tokenizer`, `config` (with `truncation`), `max_length`,
-    `name`, `stats`, `temperature` and implements `score_ids`, so every backend scores the same ids."""
-
-    tokenizer: Any
-    max_length: int | None
-    stats: Counter
-    name: str
-    temperature: float = 1.0
-
-    def score_ids(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]] | None = None
-                  ) -> list[float]:
-        raise NotImplementedError
-
-    # ---- ids -------------------------------------------------------------------------------------
-    def _fit(self, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
-        """Apply the over-long policy. Returns ids that fit, or None for a skipped input."""
-        limit = self.max_length
-        if limit is None or (len(ids) <= limit and not cut):
-            return ids
-        policy = self.config.truncation
-        if policy == "error":
-            raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
-                               "use truncation='skip' or 'truncate'")
-        if policy == "truncate" and conv is not None:
-            fitted = cut_prompt(self.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
-            if fitted is not None:
-                self.stats["truncated"] += 1
-                return fitted
-        self.stats["skipped"] += 1
-        return None
-
-    def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
-        return self._encode_convs([to_conversation(c) for c in conversations])
-
-    def _encode_convs(self, convs: Sequence[Conversation]) -> list[list[int] | None]:
-        return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
-
-    # ---- public API ------------------------------------------------------------------------------
-    def score(self, conversations: Sequence[Any]) -> list[float]:
-        """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
-        same context (every message before the last) share its forward where the scorer shares."""
-        convs = [to_conversation(c) for c in conversations]
-        return self.score_ids(self._encode_convs(convs), groups=context_groups(convs))
-
-    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
-        """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
-        return [self._fit(render_text_ids(self.tokenizer, t), None) for t in texts]
-
-    def score_texts(self, texts: Sequence[str]) -> list[float]:
-        """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
-        return self.score_ids(self.encode_texts(texts))
-
-    def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
-        """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
-        seqs: list[list[int] | None] = []
-        for p in pairs:
-            seqs.extend(self._encode_pair(p))
-        r = self.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
-        return list(zip(r[0::2], r[1::2]))
-
-    def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
-        convs = (pair.chosen_conversation, pair.rejected_conversation)
-        ids = [render_ids(self.tokenizer, c) for c in convs]
-        limit = self.max_length
-        if limit is None or max(map(len, ids)) <= limit or self.config.truncation != "truncate":
-            fitted = [self._fit(x, c) for x, c in zip(ids, convs)]
-        else:  # cut the shared prompt by the same amount on both sides
-            cut = max(len(x) - limit for x in ids)
-            fitted = [self._fit(x, c, cut=cut) for x, c in zip(ids, convs)]
-        if fitted[0] is None or fitted[1] is None:
-            return None, None
-        return fitted[0], fitted[1]
-
-
 class RewardScorer(ConversationScorer):
     """Scores conversations with a sequence-classification reward model (num_labels=1) in transformers."""
 
@@ -294,14 +172,6 @@ class RewardScorer(ConversationScorer):
         hidden = layered(stack, self.model.config, batch, groups, hidden, range(len(stack.layers)))
         pooled = stack.norm(hidden)[batch["rows"].to(self.device), batch["cols"].to(self.device)]
         return self.head.apply(pooled).cpu().tolist()
-
-
-def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:
-    """Indices of conversations with the same context (all messages but the last), in first-seen order."""
-    groups: dict[tuple, list[int]] = {}
-    for i, c in enumerate(convs):
-        groups.setdefault(tuple(m.key() for m in c[:-1]), []).append(i)
-    return list(groups.values())
 
 
 def _progress(batches, show: bool, total_tokens: int):

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
-from rmkit.score.scorer import POLICIES, ConversationScorer, ScorerConfig
+from rmkit.score.base import POLICIES, ConversationScorer, ScorerConfig
 
 log = logging.getLogger("rmkit")
 
