@@ -37,6 +37,12 @@ class DataError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+def check_errors(errors: str) -> None:
+    """The row-error policy every reader takes: "raise" at the first malformed row, or "skip" it (counted)."""
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"--errors must be raise or skip, got {errors!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     role: str

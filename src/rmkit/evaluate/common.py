@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rmkit.data.schema import Conversation
+from rmkit.data.schema import Conversation, check_errors  # noqa: F401 (check_errors: re-exported for the eval CLI)
 from rmkit.evaluate.diagnostics import diagnostics_from_view
 from rmkit.evaluate.metrics import grouped_scores
 
@@ -134,11 +134,6 @@ def parse_each(rows, parse: Callable, file: str, errors: str = "raise", skipped:
     if not items:
         raise DataError("no rows" if not seen else f"none of its {seen} rows could be read", file=file)
     return items
-
-
-def check_errors(errors: str) -> None:
-    if errors not in ("raise", "skip"):
-        raise ValueError(f"--errors must be raise or skip, got {errors!r}")
 
 
 def float_pair_rewards(scorer, pairs: Sequence[Any]) -> list[tuple[float, float]]:

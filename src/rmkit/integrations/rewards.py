@@ -155,7 +155,7 @@ class Normalizer:
 def make_normalizer(normalize: Any, model_dir: str | os.PathLike | None = None) -> Normalizer | None:
     """normalize: False/None (raw rewards) | True (calibration.json beside the local model) | a path to a
     calibration.json or its folder | (mean, std) | {"mean": m, "std": s}."""
-    from rmkit.evaluate.calibrate import read_reward_stats
+    from rmkit.score.calibration import read_reward_stats
 
     if normalize is None or normalize is False:
         return None

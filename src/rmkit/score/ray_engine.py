@@ -234,7 +234,7 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
     """Score every shard not yet in `out_dir`; returns counts (shards done / skipped, rows, seconds)."""
     import ray
 
-    from rmkit.evaluate.common import check_errors
+    from rmkit.data.schema import check_errors
 
     check_errors(errors)
     shards = expand_shards(inputs)

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from rmkit.data.io import read_complete_jsonl, read_rows
 from rmkit.data.schema import BestOfN, DataError, to_conversation
 from rmkit.data.sources import iter_pairs
-from rmkit.evaluate.common import check_errors
+from rmkit.data.schema import check_errors
 
 CONV_KEYS = ("messages", "conversation")
 

@@ -69,7 +69,7 @@ class RewardScorer(ConversationScorer):
                                        attn_implementation=cfg.attn_implementation,
                                        trust_remote_code=cfg.trust_remote_code)
         scorer = cls(model, tok, cfg, name=str(name_or_path))
-        from rmkit.evaluate.calibrate import read_temperature
+        from rmkit.score.calibration import read_temperature
 
         folder = getattr(model.config, "_name_or_path", None)
         scorer.temperature = read_temperature(folder if folder and os.path.isdir(folder) else None)

@@ -165,7 +165,7 @@ class VLLMScorer(ConversationScorer):
         scorer = cls(llm, tok, cfg, str(name_or_path), limit)
         scorer.head_dim = dim
         scorer.label = (getattr(hf, "id2label", None) or {}).get(0, "LABEL_0")
-        from rmkit.evaluate.calibrate import read_temperature
+        from rmkit.score.calibration import read_temperature
 
         scorer.temperature = read_temperature(path if os.path.isdir(path) else None)
         return scorer
