@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the demo end to end: `pytest -m 'not slow'` skips it, `make test` runs it
+
 import rmkit.demo as demo
 
 

@@ -4,6 +4,8 @@ import logging
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the GGUF backbone converted and scored: `pytest -m 'not slow'` skips it, `make test` runs it
+
 pytest.importorskip("gguf")
 
 

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import pytest
 
+pytestmark = pytest.mark.slow  # TRL GRPO training runs: `pytest -m 'not slow'` skips it, `make test` runs it
+
 from conftest import needs
 
 trl = needs("trl", "rl")

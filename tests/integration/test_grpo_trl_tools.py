@@ -19,6 +19,8 @@ import math
 
 import pytest
 
+pytestmark = pytest.mark.slow  # TRL GRPO training runs: `pytest -m 'not slow'` skips it, `make test` runs it
+
 from conftest import needs
 
 trl = needs("trl", "rl")

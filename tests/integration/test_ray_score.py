@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a Ray cluster and its actors: `pytest -m 'not slow'` skips it, `make test` runs it
+
 from bounds import same_decisions
 from conftest import needs
 

@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.slow  # verl's Hydra config and reward loop: `pytest -m 'not slow'` skips it, `make test` runs it
 import torch
 
 from conftest import needs

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # two training processes: `pytest -m 'not slow'` skips it, `make test` runs it
+
 from rmkit.train.config import TrainConfig
 from rmkit.train.trainer import train
 

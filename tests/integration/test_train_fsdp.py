@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # two training processes: `pytest -m 'not slow'` skips it, `make test` runs it
 import torch
 
 from rmkit.train.config import TrainConfig

@@ -9,6 +9,8 @@ import math
 
 import pytest
 
+pytestmark = pytest.mark.slow  # vLLM engines start per test: `pytest -m 'not slow'` skips it, `make test` runs it
+
 from bounds import same_decisions
 from conftest import VLLM_TINY, needs
 from tiny import build_tokenizer, save_tiny_model

@@ -23,7 +23,7 @@ REWARD_TOL = 1e-5
 """Served vs offline rewards: another batch, the same fp32 model (DESIGN rule 7)."""
 
 
-@pytest.fixture(scope="module", params=["hf", "vllm"])
+@pytest.fixture(scope="module", params=["hf", pytest.param("vllm", marks=pytest.mark.slow)])
 def scorer(request):
     """Every endpoint test runs on both backends: rmkit's micro-batcher over the hf scorer, and vLLM's
     AsyncLLM (engine="async", as `rmkit serve --backend vllm` builds it)."""
