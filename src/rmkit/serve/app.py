@@ -117,6 +117,11 @@ def _with_prompt(prompt, responses) -> list[list]:
 
 def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
     compat = Compat(state)
+    _add_openrlhf_route(app, state, compat)
+    _add_pooling_routes(app, state, compat)
+
+
+def _add_openrlhf_route(app: FastAPI, state: ServerState, compat: Compat) -> None:
     kinds = {f"rmkit_{k}": k for k in KINDS}
 
     @app.post("/get_reward", response_model=S.GetRewardResponse)
@@ -132,6 +137,8 @@ def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
         return {"rewards": r, "scores": r, "extra_logs": logs,
                 "errors": [f"{failed[i].kind}: {failed[i].reason}" if i in failed else None for i in range(len(r))]}
 
+
+def _add_pooling_routes(app: FastAPI, state: ServerState, compat: Compat) -> None:
     async def _pooled(path: str, body: S.PoolingRequest, activation: bool) -> tuple[list, dict]:
         rewards, _, tokens = await state.score_items(path, compat.pooling_items(body))
         if activation:
