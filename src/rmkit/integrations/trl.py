@@ -141,6 +141,9 @@ def drop_unscored(rmkit: RewardFunction, *others: Callable) -> list[Callable]:
     TRL leaves it out of the advantage (`grpo_trainer.py`: a row is dropped only when all are None) instead
     of summing the others with a 0 for rmkit. `rmkit` must be built with on_error=None; the batch is
     scored once, whichever function TRL calls first. Synchronous reward functions only."""
+    if not isinstance(rmkit, RewardFunction):
+        raise TypeError("drop_unscored takes rmkit's synchronous reward function (reward_function(..., "
+                        "asynchronous=False))")
     if rmkit.on_error is not None:
         raise ValueError("drop_unscored needs the rmkit reward function built with on_error=None")
     for fn in others:
