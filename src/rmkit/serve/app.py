@@ -116,9 +116,8 @@ def _with_prompt(prompt, responses) -> list[list]:
 
 
 def _add_compat_routes(app: FastAPI, state: ServerState) -> None:
-    compat = Compat(state)
-    _add_openrlhf_route(app, state, compat)
-    _add_pooling_routes(app, state, compat)
+    _add_openrlhf_route(app, state, state.compat)
+    _add_pooling_routes(app, state, state.compat)
 
 
 def _add_openrlhf_route(app: FastAPI, state: ServerState, compat: Compat) -> None:

@@ -4,8 +4,9 @@ API (/classify, /pooling: what verl's reward loop sends) and SGLang (/v1/embeddi
     Compat(state).query_ids("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nYo<|im_end|>")
     Compat(state).pooling_items(body)       # text, texts, token ids or messages → [(item, encode)]
 
-Each encoder handles one item and raises `Unscorable(kind, reason)` for an item rmkit cannot score; the
-endpoint answers the operator's fallback reward for it (`--on-error-reward`) or, with none set, a 422.
+Each encoder handles one item: its ids, None for an over-long one the scorer's truncation policy skips, or
+`Unscorable(kind, reason)` for one rmkit cannot score, for which the endpoint answers the operator's
+fallback reward (`--on-error-reward`) or, with none set, a 422. rmkit's own endpoints use the same encoders.
 OpenRLHF's query is the *policy's* rendering of prompt + response: under `policy_template` "auto" a
 ChatML, Llama-3, Gemma or Mistral text is split back into messages (`rmkit.models.chat_parse`) and
 re-rendered with the reward model's own template; other text is taken as the reward model's own
@@ -61,33 +62,36 @@ class Compat:
         self.policy_template = getattr(state.config, "policy_template", "auto")
 
     # ---- limits ----------------------------------------------------------------------------------
-    def fit(self, ids: list[int], conv=None) -> list[int]:
-        """The scorer's over-long policy, then the server's max_tokens; over either → Unscorable."""
+    def fit(self, ids: list[int], conv=None) -> list[int] | None:
+        """The scorer's over-long policy (None: an input it skips), then the server's max_tokens; an input
+        over either limit that is not skipped → Unscorable."""
         try:
             fitted = self.scorer._fit(ids, conv)
         except TooLongError as e:
             raise Unscorable("too_long", f"{str(e).split(';')[0]} (limit max_tokens={self.state.max_tokens})")
-        if fitted is None:
-            raise Unscorable("too_long", f"{len(ids)} tokens, over max_length={self.scorer.max_length} "
-                                         "(truncation='skip')")
         limit = self.state.max_tokens
-        if limit is not None and len(fitted) > limit:
+        if fitted is not None and limit is not None and len(fitted) > limit:
             raise Unscorable("too_long", f"{len(fitted)} tokens, over max_tokens={limit}")
         return fitted
 
-    def conversation_ids(self, messages: Any) -> list[int]:
+    def _render(self, messages: Any) -> tuple[list, list[int]]:
+        """(conversation, the reward model's ids) of messages; what the template refuses → Unscorable."""
+        from rmkit.models.chat import render_ids
+
         try:
             conv = to_conversation(messages)
             if not conv:
                 raise DataError("the conversation is empty")
-            from rmkit.models.chat import render_ids
-
-            return self.fit(render_ids(self.scorer.tokenizer, conv), conv)
+            return conv, render_ids(self.scorer.tokenizer, conv)
         except (DataError, TemplateError) as e:
             raise Unscorable("unrenderable", f"the reward model's chat template cannot render it: {e}")
 
+    def conversation_ids(self, messages: Any) -> list[int] | None:
+        conv, ids = self._render(messages)
+        return self.fit(ids, conv)
+
     # ---- OpenRLHF /get_reward ----------------------------------------------------------------------
-    def query_ids(self, text: str) -> list[int]:
+    def query_ids(self, text: str) -> list[int] | None:
         """A query in the policy's template → the reward model's ids (see the module docstring)."""
         family = None if self.policy_template == "none" else (
             detect_family(text) if self.policy_template == "auto" else self.policy_template)
@@ -102,7 +106,7 @@ class Compat:
 
     # ---- vLLM / SGLang ----------------------------------------------------------------------------
     def text_ids(self, text: str, add_special_tokens: bool | None = None, truncate: int | None = None,
-                 side: str | None = None) -> list[int]:
+                 side: str | None = None) -> list[int] | None:
         """Text tokenized as given: add_special_tokens=False gives its own tokens only (vLLM's flag);
         otherwise the tokenizer's special tokens, a BOS the text already holds not doubled."""
         from rmkit.models.chat import render_text_ids
@@ -112,7 +116,8 @@ class Compat:
                else render_text_ids(tok, text))
         return self.token_ids(ids, truncate, side)
 
-    def token_ids(self, ids: Sequence[int], truncate: int | None = None, side: str | None = None) -> list[int]:
+    def token_ids(self, ids: Sequence[int], truncate: int | None = None, side: str | None = None
+                  ) -> list[int] | None:
         """Token ids as given, cut to `truncate` tokens first when asked (vLLM's truncate_prompt_tokens:
         -1 = the model's limit; the side is the request's or the tokenizer's truncation_side)."""
         ids = [int(x) for x in ids]
@@ -141,13 +146,7 @@ class Compat:
         return [(x, (lambda x=x: self.text_ids(x, body.add_special_tokens, trunc, side)) if isinstance(x, str)
                  else (lambda x=x: self.token_ids(x, trunc, side))) for x in value]
 
-    def _messages_ids(self, messages, truncate, side) -> list[int]:
+    def _messages_ids(self, messages, truncate, side) -> list[int] | None:
         if truncate is None:
             return self.conversation_ids(messages)
-        from rmkit.models.chat import render_ids
-
-        try:
-            ids = render_ids(self.scorer.tokenizer, to_conversation(messages))
-        except (DataError, TemplateError) as e:
-            raise Unscorable("unrenderable", f"the reward model's chat template cannot render it: {e}")
-        return self.token_ids(ids, truncate, side)
+        return self.token_ids(self._render(messages)[1], truncate, side)

@@ -5,8 +5,9 @@ through the micro-batcher, and the small pure helpers the endpoints use.
     ids = state.encode_conversations([[{"role": "user", "content": "Hi"}]])   # 413 / 422 on bad input
     rewards = await state.score(ids)                                          # 503 when the queue is full
 
-Token ids come from the same `RewardScorer.encode` (and the over-long policy of `score_texts`) as
-offline scoring, and are scored by the same `score_ids`, so the server returns the same numbers.
+Token ids come from the chat rendering and the scorer's over-long policy that offline scoring uses, applied
+per input by `rmkit.serve.compat.Compat` for every endpoint (with the server's max_tokens on top), and are
+scored by the same `score_ids`, so the server returns the same numbers.
 """
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ import math
 from typing import Any, Callable, Sequence
 
 from fastapi import HTTPException
-from jinja2.exceptions import TemplateError
 
 from rmkit.data.schema import Message, to_conversation
-from rmkit.score.scorer import ConversationScorer, TooLongError
+from rmkit.score.scorer import ConversationScorer
 from rmkit.serve.batcher import EngineQueue, MicroBatcher, QueueFull, ShuttingDown
-from rmkit.serve.compat import Unscorable
+from rmkit.serve.compat import Compat, Unscorable
 from rmkit.serve.config import ServeConfig
 from rmkit.serve.metrics import ServerMetrics
 
@@ -45,6 +45,7 @@ class ServerState:
                                         max_wait_ms=config.max_wait_ms, pool_batches=config.pool_batches,
                                         on_batch=self._on_batch)
         self.label = scorer_label(scorer)
+        self.compat = Compat(self)  # every endpoint's encoders: limits and over-long policy in one place
         self.metrics.bind_queue(lambda: self.batcher.queued, lambda: self.batcher.in_flight)
 
     def _on_batch(self, n: int) -> None:
@@ -60,35 +61,17 @@ class ServerState:
             raise _busy(self, f"{self.batcher.queued} conversations queued; {n} more would exceed "
                               f"max_queue={self.config.max_queue}; retry later")
 
-    def _check_tokens(self, ids: list[int] | None, i: int, what: str) -> list[int] | None:
-        if ids is not None and self.max_tokens is not None and len(ids) > self.max_tokens:
-            raise HTTPException(422, f"{what} {i} has {len(ids)} tokens, over max_tokens={self.max_tokens}")
-        return ids
-
     def encode_conversations(self, convs: Sequence[Any], what: str = "conversation") -> list[list[int] | None]:
+        """Ids of conversations (None: skipped as over-long); an empty one or one over a limit → 422."""
         self.check_count(len(convs), what)
         out = []
         for i, conv in enumerate(convs):
             if not conv:
                 raise HTTPException(422, f"{what} {i} is empty")
             try:
-                ids = self.scorer.encode([conv])[0]
-            except TooLongError as e:
-                raise _too_long(what, i, e, self.max_tokens)
-            except TemplateError as e:  # e.g. "System role not supported", roles that must alternate
-                raise HTTPException(422, f"{what} {i} cannot be rendered by the model's chat template: {e}")
-            out.append(self._check_tokens(ids, i, what))
-        return out
-
-    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
-        self.check_count(len(texts), "text")
-        out = []
-        for i, text in enumerate(texts):
-            try:  # the over-long policy exactly as RewardScorer.score_texts applies it
-                ids = self.scorer.encode_texts([text])[0]
-            except TooLongError as e:
-                raise _too_long("text", i, e, self.max_tokens)
-            out.append(self._check_tokens(ids, i, "text"))
+                out.append(self.compat.conversation_ids(conv))
+            except Unscorable as e:
+                raise HTTPException(422, f"{what} {i}: {e.reason}")
         return out
 
     async def score(self, seqs: list[list[int] | None]) -> list[float]:
@@ -118,13 +101,15 @@ class ServerState:
         failed: dict[int, Unscorable] = {}
         for i, (item, encode) in enumerate(items):
             try:
-                seqs.append(encode())
+                ids = encode()
             except Unscorable as e:
-                if fallback is None and not (e.kind == "too_long" and self.scorer.config.truncation != "error"):
+                if fallback is None:
                     raise HTTPException(422, f"input {i}: {e.reason}")
-                seqs.append(None)
-                if fallback is not None:
-                    failed[i] = e
+                ids, failed[i] = None, e
+            if ids is None and i not in failed and fallback is not None:  # skipped by the scorer's policy
+                failed[i] = Unscorable("too_long", f"over max_length={self.scorer.max_length} (truncation="
+                                                   f"{self.scorer.config.truncation!r})")
+            seqs.append(ids)
         rewards = await self.score(seqs)
         tokens = sum(len(x) for x in seqs if x is not None)
         if fallback is None:
@@ -151,11 +136,6 @@ def scorer_label(scorer) -> str:
         return scorer.label
     config = getattr(getattr(scorer, "model", None), "config", None)
     return (getattr(config, "id2label", None) or {}).get(0, "LABEL_0")
-
-
-def _too_long(what: str, i: int, error: TooLongError, limit: int | None) -> HTTPException:
-    reason = str(error).split(";")[0]  # "input of N tokens exceeds max_length=M", minus scorer advice
-    return HTTPException(422, f"{what} {i} is too long: {reason} (limit max_tokens={limit})")
 
 
 def _busy(state: ServerState, detail: str) -> HTTPException:
