@@ -79,11 +79,20 @@ class RewardFunction:
 
     def scored(self, prompts: list, completions: list) -> Scored:
         """The batch's raw rewards and failures, scored once however many functions ask (drop_unscored)."""
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
         key = _batch_key(prompts, completions)
         if self._last is None or self._last[0] != key:
-            self._last = (key, self.source.score([Sample(p, c) for p, c in zip(prompts, completions)]))
+            self._last = (key, self.source.score(_samples(prompts, completions)))
+        return self._last[1]
+
+    async def ascored(self, prompts: list, completions: list) -> Scored:
+        """`scored` awaited: a remote source's requests go concurrently over one `httpx.AsyncClient`, a local
+        scorer runs in a worker thread."""
+        key = _batch_key(prompts, completions)
+        if self._last is None or self._last[0] != key:
+            source, samples = self.source, _samples(prompts, completions)
+            scored = (await source.ascore(samples) if hasattr(source, "ascore")
+                      else await asyncio.to_thread(source.score, samples))
+            self._last = (key, scored)
         return self._last[1]
 
     def done(self, scored: Scored, kwargs: dict) -> list[float | None]:
@@ -99,23 +108,19 @@ class RewardFunction:
 
 
 class AsyncRewardFunction:
-    """The same reward as an `async def __call__` (TRL's `is_async_callable`): a remote source sends its
-    requests concurrently over one `httpx.AsyncClient`; a local scorer runs in a worker thread."""
+    """The same reward as an `async def __call__` (TRL's `is_async_callable`), over `RewardFunction.ascored`."""
 
     def __init__(self, fn: RewardFunction):
         self.fn, self.__name__ = fn, fn.__name__
 
     async def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
-        source = self.fn.source
-        samples = [Sample(p, c) for p, c in zip(prompts, completions)]
-        if hasattr(source, "ascore"):
-            scored = await source.ascore(samples)
-        else:
-            scored = await asyncio.to_thread(source.score, samples)
-        self.fn._last = (_batch_key(prompts, completions), scored)
-        return self.fn.done(scored, kwargs)
+        return self.fn.done(await self.fn.ascored(prompts, completions), kwargs)
+
+
+def _samples(prompts: list, completions: list) -> list[Sample]:
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+    return [Sample(p, c) for p, c in zip(prompts, completions)]
 
 
 def _batch_key(prompts: list, completions: list) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from rmkit.data.schema import DataError
 from rmkit.integrations.coalesce import Coalescer
-from rmkit.integrations.rewards import RewardError, Sample, check_on_error, make_normalizer
+from rmkit.integrations.rewards import Sample, Scored, check_on_error, finish, make_normalizer
 from rmkit.integrations.sources import open_source
 
 PROMPT_KEYS = ("prompt", "raw_prompt", "question")
@@ -94,13 +94,7 @@ def compute_score(data_source: Any = None, solution_str: str | None = None, grou
         raw, failure = math.nan, f"DataError: {e}"
     else:
         raw, failure = gather.score(sample)
-    if failure is not None:
-        if on_error == "raise":
-            raise RewardError("rmkit-verl", {0: failure}, 1)
-        import logging
-
-        logging.getLogger("rmkit").warning("rmkit-verl: a rollout (%s) could not be scored and gets %s: %s",
-                                           data_source, on_error, failure)
-        return {"score": on_error, "rmkit_raw": on_error, "rmkit_unscored": 1.0}
-    score = normalizer(raw) if normalizer else raw
-    return {"score": float(score), "rmkit_raw": float(raw), "rmkit_unscored": 0.0}
+    failures = {} if failure is None else {0: failure}
+    [score] = finish(Scored([raw], failures), on_error=on_error, normalizer=normalizer, name="rmkit-verl")
+    return {"score": float(score), "rmkit_raw": float(score if failures else raw),
+            "rmkit_unscored": float(bool(failures))}
