@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rmkit import cli
-from rmkit.evaluate.calibrate import calibrate, fit_temperature, metrics, read_temperature
+from rmkit.evaluate.calibrate import calibrate, fit_temperature, metrics
+from rmkit.score.calibration import read_temperature
 
 
 def synthetic(t0: float, n: int = 20000, seed: int = 0):

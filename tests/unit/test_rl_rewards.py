@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from rmkit.data.schema import DataError
-from rmkit.evaluate.calibrate import read_reward_stats, reward_stats
+from rmkit.evaluate.calibrate import reward_stats
+from rmkit.score.calibration import read_reward_stats
 from rmkit.integrations import verl
 from rmkit.integrations.rewards import RewardError, prompt_groups, Sample
 from rmkit.integrations.trl import reward_function

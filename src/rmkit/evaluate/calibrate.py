@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rmkit.score.calibration import CALIBRATION_FILE, read_reward_stats, read_temperature  # noqa: F401
 
 BINS = 10
 

@@ -241,8 +241,10 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
                   errors: str = ErrorsOpt):
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
-    from rmkit.evaluate.calibrate import CALIBRATION_FILE, calibrate, reliability_png
-    from rmkit.evaluate.common import check_errors, json_safe
+    from rmkit.evaluate.calibrate import calibrate, reliability_png
+    from rmkit.score.calibration import CALIBRATION_FILE
+    from rmkit.data.schema import check_errors
+    from rmkit.evaluate.common import json_safe
 
     check_errors(errors)
     sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rmkit.data.schema import Conversation, check_errors  # noqa: F401 (check_errors: re-exported for the eval CLI)
+from rmkit.data.schema import Conversation, check_errors
 from rmkit.evaluate.diagnostics import diagnostics_from_view
 from rmkit.evaluate.metrics import grouped_scores
 

@@ -59,7 +59,7 @@ class Compat:
 
     def __init__(self, state):
         self.state, self.scorer = state, state.scorer
-        self.policy_template = getattr(state.config, "policy_template", "auto")
+        self.policy_template = state.config.policy_template
 
     # ---- limits ----------------------------------------------------------------------------------
     def fit(self, ids: list[int], conv=None) -> list[int] | None:
