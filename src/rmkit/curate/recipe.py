@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rmkit.data.schema import check_errors
 from rmkit.data.sources import FORMATS
 from rmkit.yaml_config import load_yaml, typed
 
@@ -103,8 +104,7 @@ class CurateConfig:
         if self.rm_filter and set(self.rm_filter.sources) - set(names):
             raise ValueError(f"rm_filter.sources names unknown sources "
                              f"{sorted(set(self.rm_filter.sources) - set(names))}")
-        if self.errors not in ("skip", "raise"):
-            raise ValueError("errors must be 'skip' or 'raise'")
+        check_errors(self.errors)
         if not str(self.output).endswith((".jsonl", ".parquet")):
             raise ValueError(f"output must be .jsonl or .parquet, got {self.output!r}")
         if self.report is None:

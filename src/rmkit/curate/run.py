@@ -20,7 +20,7 @@ from rmkit.curate.recipe import CurateConfig, SourceSpec
 from rmkit.curate.report import CurateReport, write_report
 from rmkit.curate.select import apply_quota, top_k_per_category
 from rmkit.data.io import read_rows, write_rows
-from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.schema import DataError, PreferencePair, on_row_error
 from rmkit.data.sources import GROUPED, iter_pairs
 
 
@@ -32,9 +32,7 @@ def load_source(spec: SourceSpec, *, errors: str, skipped: Counter) -> list[Pref
         pairs = []
         for item in items:
             if isinstance(item, DataError):
-                if errors == "raise":
-                    raise item
-                skipped[item.field or "row"] += 1
+                on_row_error(item, errors, skipped, key=item.field or "row")
             else:
                 pairs.append(item)
     else:

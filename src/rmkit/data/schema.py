@@ -11,6 +11,7 @@ No torch here: curation and decontamination import this module on machines witho
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -37,10 +38,24 @@ class DataError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+ERRORS = ("raise", "skip")
+"""The row-error policy every reader takes (`--errors`): "raise" at the first malformed row, or "skip" it,
+counted. `check_errors` validates it and `on_row_error` applies it: the rule is written only here."""
+
+
 def check_errors(errors: str) -> None:
-    """The row-error policy every reader takes: "raise" at the first malformed row, or "skip" it (counted)."""
-    if errors not in ("raise", "skip"):
+    """A ValueError unless `errors` is one of ERRORS."""
+    if errors not in ERRORS:
         raise ValueError(f"--errors must be raise or skip, got {errors!r}")
+
+
+def on_row_error(error: DataError, errors: str, skipped: Counter | None, key: str | None = None) -> None:
+    """The row-error rule: under "raise" `error` goes out; under "skip" it is counted in `skipped` (under
+    `key`, by default its field and reason) and the caller goes on with the next row."""
+    if errors == "raise":
+        raise error
+    if skipped is not None:
+        skipped[key or error.skip_key] += 1
 
 
 @dataclass(frozen=True, slots=True)

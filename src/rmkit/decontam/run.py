@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rmkit.data.io import atomic_path
-from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.schema import DataError, PreferencePair, check_errors
 from rmkit.data.sources import iter_pairs
 from rmkit.data.sources.rewardbench import HUB_ID as REWARDBENCH_HUB, SPLIT as REWARDBENCH_SPLIT
 from rmkit.decontam.blocks import run_blocks, usable, write_kept
@@ -31,7 +31,6 @@ from rmkit.decontam.ngrams import TURNS, parse_ngram_range, tokenizer
 from rmkit.decontam.report import DecontamReport, write_report
 from rmkit.decontam.stream import Job, default_workers, records, run_all
 
-ERRORS = ("raise", "skip")
 
 
 @dataclass
@@ -77,8 +76,7 @@ class DecontamConfig:
             if value not in TURNS:
                 raise ValueError(f"{name} must be one of {TURNS}, got {value!r}")
         tokenizer(self.tokens)  # checks the name
-        if self.errors not in ERRORS:
-            raise ValueError(f"errors must be one of {ERRORS}, got {self.errors!r}")
+        check_errors(self.errors)
         if self.workers < 1 or self.chunk_size < 1:
             raise ValueError("workers and chunk_size must be at least 1")
         for name in ("output", "removed"):

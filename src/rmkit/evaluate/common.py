@@ -118,7 +118,7 @@ def parse_each(rows, parse: Callable, file: str, errors: str = "raise", skipped:
     """[parse(index, row) for each (index, row)] under the --errors policy: "raise" lets a DataError out,
     "skip" counts it in `skipped` ("field: reason") and goes on. No rows, or none readable, is an error
     naming `file`."""
-    from rmkit.data.schema import DataError
+    from rmkit.data.schema import DataError, on_row_error
 
     check_errors(errors)
     items, seen = [], 0
@@ -127,10 +127,7 @@ def parse_each(rows, parse: Callable, file: str, errors: str = "raise", skipped:
         try:
             items.append(parse(i, row))
         except DataError as e:
-            if errors == "raise":
-                raise
-            if skipped is not None:
-                skipped[e.skip_key] += 1
+            on_row_error(e, errors, skipped)
     if not items:
         raise DataError("no rows" if not seen else f"none of its {seen} rows could be read", file=file)
     return items

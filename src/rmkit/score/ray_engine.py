@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rmkit.data.io import write_jsonl_atomic
-from rmkit.data.schema import DataError
+from rmkit.data.schema import DataError, on_row_error
 from rmkit.score.run import _num  # NaN (skipped as over-long) → null, as `rmkit score` writes it
 
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -277,9 +277,8 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
             err = batch["error"][i]
             if isinstance(err, str) and err:  # "" = parsed
                 key, message = str(err).split("\t", 1)
-                if errors == "raise":
-                    raise DataError(f"{message} (non-empty row {index - 1} of the shard)", file=path)
-                skipped[key] += 1
+                on_row_error(DataError(f"{message} (non-empty row {index - 1} of the shard)", file=path),
+                             errors, skipped, key=key)
                 continue
             row = {"row": index - 1, "id": str(batch["id"][i]) or str(index - 1)}
             if plans[path]["kind"] == "conv":

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rmkit.data.io import read_complete_jsonl, read_rows
-from rmkit.data.schema import BestOfN, DataError, to_conversation
+from rmkit.data.schema import BestOfN, DataError, check_errors, on_row_error, to_conversation
 from rmkit.data.sources import iter_pairs
-from rmkit.data.schema import check_errors
 
 CONV_KEYS = ("messages", "conversation")
 
@@ -55,10 +54,7 @@ def iter_items(source: str, *, format: str = "auto", errors: str = "raise",
                 raise DataError("missing", file=str(source), row=index, field=key)
             kind, item = parse(row, key, {"file": str(source), "row": index})
         except DataError as e:
-            if errors == "raise":
-                raise
-            if skipped is not None:
-                skipped[e.skip_key] += 1
+            on_row_error(e, errors, skipped)
             continue
         yield kind, str(row.get("id", index)), item
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from rmkit.data.schema import ERRORS
 from rmkit.yaml_config import load_yaml, typed
 
 POLICIES = ("error", "skip", "truncate")
@@ -164,7 +165,7 @@ class TrainConfig:
         _one_of("trunk_cache", self.trunk_cache, TRUNK_CACHE)
         _one_of("trunk_dtype", self.trunk_dtype, TRUNK_DTYPES)
         _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
-        _one_of("data_errors", self.data_errors, ("raise", "skip"))
+        _one_of("data_errors", self.data_errors, ERRORS)
         for name in ("batch_size", "grad_accum", "max_length", "eval_batch_size", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -82,7 +82,7 @@ def load_ranked(source: str, errors: str = "skip", skipped: Counter | None = Non
     from pathlib import Path
 
     from rmkit.data.io import read_rows
-    from rmkit.data.schema import BestOfN, DataError, to_conversation
+    from rmkit.data.schema import BestOfN, DataError, on_row_error, to_conversation
     from rmkit.data.sources import magpie
 
     if not Path(source).is_file():
@@ -104,10 +104,9 @@ def load_ranked(source: str, errors: str = "skip", skipped: Counter | None = Non
                                    [to_conversation(c, default_role="assistant") for c in row["completions"]],
                                    scores=[float(x) for x in row["scores"]]).validate(file=str(source), row=index))
         except (DataError, KeyError, TypeError, ValueError) as e:
-            if errors == "raise":
-                raise DataError(f"{source} row {index}: {e}") from e
-            if skipped is not None:
-                skipped[f"ranked: {type(e).__name__}"] += 1
+            error = DataError(f"{source} row {index}: {e}")
+            error.__cause__ = e
+            on_row_error(error, errors, skipped, key=f"ranked: {type(e).__name__}")
     return out
 
 

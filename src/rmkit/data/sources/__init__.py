@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
 from rmkit.data.io import is_local, read_rows
-from rmkit.data.schema import DataError, PreferencePair
+from rmkit.data.schema import DataError, PreferencePair, check_errors, on_row_error
 from rmkit.data.sources import (generic, helpsteer2, hh_rlhf, magpie, offsetbias, rewardbench,
                                  ultrafeedback, wildguard)
 
@@ -68,8 +68,7 @@ def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
     errors="raise" stops at the first malformed row with a DataError naming file/row/field;
     errors="skip" counts skipped rows in `skipped` (keyed by the error's field) and goes on.
     """
-    if errors not in ("raise", "skip"):
-        raise ValueError("errors must be 'raise' or 'skip'")
+    check_errors(errors)
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
     file = str(source) if is_local(source) else f"hub:{source}"
@@ -92,12 +91,7 @@ def iter_pairs(source: str | os.PathLike, *, format: str = "auto",
                 parse = PARSERS[detect_format(row)]
             yield parse(row, file=file, index=index)
         except DataError as e:
-            if e.file is None:
-                e = DataError(str(e), file=file, row=index)
-            if errors == "raise":
-                raise e
-            if skipped is not None:
-                skipped[e.skip_key] += 1
+            on_row_error(e if e.file is not None else DataError(str(e), file=file, row=index), errors, skipped)
 
 
 def _peek_grouped(rows) -> tuple[Iterator, str]:
@@ -117,10 +111,8 @@ def _apply_policy(items, errors: str, skipped: Counter | None) -> Iterator[Prefe
     for item in items:
         if not isinstance(item, DataError):
             yield item
-        elif errors == "raise":
-            raise item
-        elif skipped is not None:
-            skipped[item.skip_key] += 1
+        else:
+            on_row_error(item, errors, skipped)
 
 
 def load_pairs(source: str | os.PathLike, **kwargs) -> list[PreferencePair]:
