@@ -195,24 +195,26 @@ def test_save_best_keeps_the_best_evaluation(tiny_llama, toy, tmp_path, caplog):
 def test_oversample_repeats_a_source_in_the_plan(tiny_llama, tmp_path):
     """oversample: {source: k} puts that source's pairs k times in every epoch of the plan (0: never),
     records the epoch's make-up, and sizes the epochs (num_epochs) by it."""
-    from rmkit.train.trainer import setup
+    from rmkit.models.load import load_tokenizer
+    from rmkit.train.dataset import prepare
 
+    tok = load_tokenizer(str(tiny_llama))
     a, b = write_toy(tmp_path / "a.jsonl", 24, seed=1), write_toy(tmp_path / "b.jsonl", 16, seed=2)
     rows = [json.loads(x) for x in b.read_text().splitlines()]
     b.write_text("".join(json.dumps({**r, "id": f"b{r['id']}", "source": "toy/b"}) + "\n" for r in rows))
-    run = setup(cfg(tiny_llama, [a, b], tmp_path, eval_size=0, eval_data=[str(a)], num_epochs=1,
-                    oversample={"toy/b": 3}))
-    sources = [p.source for p in run.train]
+    data = prepare(cfg(tiny_llama, [a, b], tmp_path, eval_size=0, eval_data=[str(a)], num_epochs=1,
+                       oversample={"toy/b": 3}), tok)
+    sources = [p.source for p in data.items]
     assert sorted(set(sources)) == ["toy", "toy/b"]
-    assert run.stats["oversample"] == {"epoch_pairs": 24 + 3 * 16, "by_source": {"toy": 24, "toy/b": 48}}
-    assert run.stats["num_steps"] == (24 + 48) // 4 == len(run.plan)
-    drawn = [sources[i] for step in run.plan for i in step]
+    assert data.stats["oversample"] == {"epoch_pairs": 24 + 3 * 16, "by_source": {"toy": 24, "toy/b": 48}}
+    assert data.stats["num_steps"] == (24 + 48) // 4 == len(data.plan)
+    drawn = [sources[i] for step in data.plan for i in step]
     assert drawn.count("toy/b") == 48 and drawn.count("toy") == 24
-    left_out = setup(cfg(tiny_llama, [a, b], tmp_path / "o", eval_size=0, eval_data=[str(a)],
-                         oversample={"toy": 0, "toy/b": 1}))  # "toy" covers "toy/b"; the longer key wins
-    assert {left_out.train[i].source for step in left_out.plan for i in step} == {"toy/b"}
+    left_out = prepare(cfg(tiny_llama, [a, b], tmp_path / "o", eval_size=0, eval_data=[str(a)],
+                           oversample={"toy": 0, "toy/b": 1}), tok)  # "toy" covers "toy/b"; the longer key wins
+    assert {left_out.items[i].source for step in left_out.plan for i in step} == {"toy/b"}
     with pytest.raises(ValueError, match="match no training pair's source"):
-        setup(cfg(tiny_llama, [a, b], tmp_path / "x", eval_size=0, eval_data=[str(a)], oversample={"uf": 2}))
+        prepare(cfg(tiny_llama, [a, b], tmp_path / "x", eval_size=0, eval_data=[str(a)], oversample={"uf": 2}), tok)
 
 
 def test_average_last_evaluates_the_mean_of_the_last_weights(tiny_llama, toy, tmp_path):

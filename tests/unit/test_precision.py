@@ -46,7 +46,7 @@ def test_the_probe_runs_once_per_machine_and_auto_follows_it(fake_cpu, tmp_path,
     assert [v["chosen"] for v in saved.values()] == ["bfloat16"]
 
     from rmkit.models.load import resolve_dtype
-    from rmkit.train.trainer import resolve_precision
+    from rmkit.train.precision import resolve_precision
 
     assert resolve_dtype("auto", "cpu") == torch.bfloat16
     assert resolve_precision("auto")[0] == "bf16" and resolve_precision("no")[0] == "no"

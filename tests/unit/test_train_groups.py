@@ -24,18 +24,13 @@ def test_merge_by_prompt_shares_responses():
 def test_group_loss_by_hand():
     """Rewards 2, 0, 1 for scores 3 > 1 < 2: edges (0,1) d=2, (0,2) d=1, (2,1) d=1."""
     from rmkit.train.collate import edge_index
-    from rmkit.train.trainer import step_loss
-
-    class R:  # the parts of a Run that step_loss reads
-        class cfg:
-            margin_key = None
-            center_rewards_coefficient = 0.0
+    from rmkit.train.loss import edge_loss
 
     g = EncodedGroup(((1,), (2,), (3,)), ranked_edges([3.0, 1.0, 2.0]), (0.0,) * 3)
     batch = edge_index([g, EncodedPair((4,), (5,))])
     assert batch["winners"].tolist() == [0, 0, 2, 3] and batch["losers"].tolist() == [1, 2, 1, 4]
     rewards = torch.tensor([2.0, 0.0, 1.0, 0.5, 0.5])
-    loss, c, r = step_loss(R, rewards, batch)
+    loss, c, r = edge_loss(rewards, batch, use_margin=False, center_coefficient=0.0)
     sp = lambda d: math.log1p(math.exp(-d))  # -log sigmoid(d)
     assert loss.item() == __import__("pytest").approx((sp(2) + sp(1) + sp(1) + sp(0)) / 4, abs=1e-6)
 

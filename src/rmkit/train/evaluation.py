@@ -1,10 +1,12 @@
 """Evaluation during training: held-out pairs and, optionally, a RewardBench v1 subsample.
 
     evalset = EvalSet.build(cfg, tokenizer, heldout_pairs)     # encoded under the training policy
-    results = run_eval(run, final=True)                        # {"heldout": {...}, "rewardbench": {...}}
+    evaluate = Evaluator(acc, model, rewards, evalset, cfg.eval_batch_size, cfg.n_boot, cfg.seed)
+    results = evaluate(step, final=True)                       # {"heldout": {...}, "rewardbench": {...}}
 
-Rewards come from the training forward (same pooling as rmkit's scorer). Each process scores its share
-(every process runs the same number of batches, as FSDP / ZeRO-3 need), and the shares are gathered.
+Rewards come from the training forward (`rmkit.train.forward.Rewards`, same pooling as rmkit's scorer). Each
+process scores its share (every process runs the same number of batches, as FSDP / ZeRO-3 need), and the shares
+are gathered.
 A pair the over-long policy skips scores NaN and counts as wrong, as in RewardBench.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -53,19 +55,18 @@ def _encode(tok, pair, cfg, stats) -> EncodedPair | None:
 
 
 @torch.no_grad()
-def pair_rewards(run, encoded: Sequence[EncodedPair | None]) -> list[tuple[float, float]]:
-    """(chosen, rejected) reward per pair, NaN for a skipped one, gathered from all processes."""
+def pair_rewards(rewards, acc, encoded: Sequence[EncodedPair | None], batch_size: int) -> list[tuple[float, float]]:
+    """(chosen, rejected) reward per pair from `rewards.of`, NaN for a skipped one, gathered from all processes."""
     from accelerate.utils import gather_object
 
-    acc, bs = run.acc, run.cfg.eval_batch_size
     real = [i for i, e in enumerate(encoded) if e is not None]
     per = math.ceil(len(real) / acc.num_processes) if real else 0
     mine = real[acc.process_index * per:(acc.process_index + 1) * per]
     mine_padded = mine + real[:1] * (per - len(mine))  # equal batch counts on every process
     got: list[tuple[int, float, float]] = []
-    for b in range(0, len(mine_padded), bs):
-        idx = mine_padded[b:b + bs]
-        r = run.forward(run.collate([encoded[i] for i in idx])).float().cpu().tolist()
+    for b in range(0, len(mine_padded), batch_size):
+        idx = mine_padded[b:b + batch_size]
+        r = rewards.of([encoded[i] for i in idx])[0].float().cpu().tolist()
         got.extend((i, c, j) for i, c, j in zip(idx, r[0::2], r[1::2]))
     got = got[:len(mine)]
     out = [(math.nan, math.nan)] * len(encoded)
@@ -98,22 +99,36 @@ def _acc_block(correct: Sequence[int], n_boot: int, seed: int, ci) -> dict:
     return {"accuracy": sum(correct) / len(correct), "ci95": list(ci(correct, n_boot, seed)), "n": len(correct)}
 
 
-def run_eval(run, final: bool) -> dict:
-    """Held-out (and RewardBench subsample) results for the model as it is now."""
-    from rmkit.evaluate.rewardbench import score_results
+@dataclass(frozen=True)
+class Evaluator:
+    """Held-out (and RewardBench subsample) results for the model as it is now: `evaluate(step, final)`."""
+    acc: Any
+    model: Any
+    """The (prepared) model, put in eval mode first."""
+    rewards: Any
+    """`rmkit.train.forward.Rewards`."""
+    evalset: EvalSet
+    batch_size: int
+    n_boot: int
+    seed: int
 
-    run.model.eval()
-    es, out = run.evalset, {}
-    if es.pairs:
-        out["heldout"] = summarize_pairs(es.pairs, pair_rewards(run, es.encoded), run.cfg.n_boot, run.cfg.seed)
-    if es.rb_pairs:
-        res = score_results(es.rb_pairs, pair_rewards(run, es.rb_encoded), n_boot=run.cfg.n_boot,
-                            seed=run.cfg.seed)
-        res.pop("items")
-        out["rewardbench"] = res
-    if run.acc.is_main_process:
-        log.info("step %d%s: %s", run.state.step, " (final)" if final else "", describe(out))
-    return out
+    def __call__(self, step: int, final: bool) -> dict:
+        from rmkit.evaluate.rewardbench import score_results
+
+        self.model.eval()
+        es, out = self.evalset, {}
+        if es.pairs:
+            out["heldout"] = summarize_pairs(es.pairs, self._rewards(es.encoded), self.n_boot, self.seed)
+        if es.rb_pairs:
+            res = score_results(es.rb_pairs, self._rewards(es.rb_encoded), n_boot=self.n_boot, seed=self.seed)
+            res.pop("items")
+            out["rewardbench"] = res
+        if self.acc.is_main_process:
+            log.info("step %d%s: %s", step, " (final)" if final else "", describe(out))
+        return out
+
+    def _rewards(self, encoded) -> list[tuple[float, float]]:
+        return pair_rewards(self.rewards, self.acc, encoded, self.batch_size)
 
 
 def describe(results: dict) -> str:

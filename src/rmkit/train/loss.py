@@ -39,3 +39,22 @@ def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, floa
 def split_rewards(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of a paired batch laid out [c0, r0, c1, r1, ...] → (chosen, rejected)."""
     return rewards[0::2], rewards[1::2]
+
+
+def edge_loss(rewards: torch.Tensor, batch: dict, use_margin: bool = False, center_coefficient: float = 0.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bradley-Terry over a batch's edges: (loss, chosen rewards, rejected rewards). `winners[e]`, `losers[e]`
+    index `rewards`; `margins[e]` is the edge's margin (used with `use_margin`)."""
+    c, r = rewards[batch["winners"].to(rewards.device)], rewards[batch["losers"].to(rewards.device)]
+    margin = batch["margins"].to(c.device) if use_margin else None
+    return bradley_terry_loss(c, r, margin, center_coefficient), c, r
+
+
+def step_totals(chosen: list, rejected: list, margins: list, tokens: int, use_margin: bool = False,
+                center_coefficient: float = 0.0) -> torch.Tensor:
+    """One process's share of a step, from its micro-batches' edge rewards: [loss, accuracy, margin,
+    reward_chosen, reward_rejected, tokens] (what the processes then average, tokens summed)."""
+    c, r = torch.cat(chosen), torch.cat(rejected)
+    m = torch.cat(margins).to(c.device) if use_margin else None
+    return torch.tensor([bradley_terry_loss(c, r, m, center_coefficient).item(), *pair_metrics(c, r).values(),
+                         float(tokens)], device=c.device)

@@ -214,71 +214,64 @@ def _fill(store, model, config, part, chunks, done, k, key, pad_id, show_progres
     model.train(was_training)
 
 
-def items_of(run) -> list:
-    """Every item the run will ever forward: training items, then held-out and RewardBench eval pairs."""
-    es = run.evalset
-    return list(run.train) + [e for e in (*es.encoded, *es.rb_encoded) if e is not None]
-
-
 class TrunkRunner:
     """Training and evaluation from the store: batches carry stored states, forwards run layers K and up."""
 
-    def __init__(self, store: TrunkStore, where: dict, k: int, model, config, compute: torch.dtype | None = None):
+    def __init__(self, store: TrunkStore, where: dict, k: int, model, config, compute: torch.dtype | None = None,
+                 row_tokens: int = 0):
         self.store, self.where, self.k = store, where, k
-        self.compute = compute
+        self.compute, self.row_tokens = compute, row_tokens
         self.stack, self.config = decoder(model), config
         self.head = head_linear(model)
 
     @staticmethod
-    def unsuitable(run) -> str | None:
-        """Why this run cannot train from a store (None: it can)."""
-        if run.acc.num_processes > 1:
+    def unsuitable(model, processes: int, packing: str, has_head: bool) -> str | None:
+        """Why a run cannot train from a store (None: it can)."""
+        if processes > 1:
             return "trunk_cache runs in one process"
-        if run.fwd.head is None or run.stats["packing"] != "shared":
+        if not has_head or packing != "shared":
             return "trunk_cache needs a decoder with a `score` head and packing=shared (or auto)"
-        kind = getattr(run.acc.unwrap_model(run.model).config, "model_type", "")
+        kind = getattr(model.config, "model_type", "")
         if kind not in TESTED:
             return f"trunk_cache is tested for {list(TESTED)}, not {kind!r}"
         return None
 
     @classmethod
-    def build(cls, run, strict: bool = True) -> "TrunkRunner | None":
-        """The runner with its store built (or reused). Where the run cannot use a store: an error when
-        `strict` (trunk_cache: on), else a one-line note and None (trunk_cache: auto: the plain path)."""
-        cfg = run.cfg
-        why = cls.unsuitable(run)
+    def build(cls, cfg, model, tok, items, *, processes: int, packing: str, has_head: bool,
+              compute: torch.dtype | None, strict: bool = True) -> "tuple[TrunkRunner | None, dict]":
+        """(the runner with its store built or reused over `items`, what it holds) for the unwrapped `model`.
+        Where the run cannot use a store: an error when `strict` (trunk_cache: on), else a one-line note and
+        None (trunk_cache: auto: the plain path)."""
+        why = cls.unsuitable(model, processes, packing, has_head)
         if why is not None:
             if strict:
                 raise ValueError(f"{why}: use trunk_cache=off (or auto, which falls back)")
             log.warning("%s: training without a store (trunk_cache: auto)", why)
-            run.stats["trunk"] = {"used": False, "why": why}
-            return None
-        model = run.acc.unwrap_model(run.model)
+            return None, {"used": False, "why": why}
         where: dict = {}
         groups = []
-        for item in items_of(run):
+        for item in items:
             if item.responses not in where:
                 where[item.responses] = len(groups)
                 groups.append(split_group(item.responses))
         dtype = next(model.parameters()).dtype if cfg.trunk_dtype == "model" else torch.bfloat16
-        compute = run.compute_dtype or next(model.parameters()).dtype
+        compute = compute or next(model.parameters()).dtype
         root = Path(cfg.trunk_dir or Path(cfg.output_dir) / "trunk")
-        parts = {"max_length": cfg.max_length, "template": run.tok.chat_template or ""}
+        parts = {"max_length": cfg.max_length, "template": tok.chat_template or ""}
         t0 = time.monotonic()
         k = cfg.trunk_layer or cfg.freeze_layers
-        store = build_store(model, model.config, groups, k, root, parts, dtype, run.tok.pad_token_id or 0,
+        store = build_store(model, model.config, groups, k, root, parts, dtype, tok.pad_token_id or 0,
                             compute=compute)
-        run.stats["trunk"] = {"used": True, "build_seconds": round(time.monotonic() - t0, 2),
-                              "folder": str(store.folder), "groups": len(groups), "tokens": store.tokens,
-                              "bytes": store.nbytes, "dtype": str(dtype).replace("torch.", ""),
-                              "compute": str(compute).replace("torch.", ""), "layer": k}
-        return cls(store, where, k, model, model.config, compute)
+        stats = {"used": True, "build_seconds": round(time.monotonic() - t0, 2), "folder": str(store.folder),
+                 "groups": len(groups), "tokens": store.tokens, "bytes": store.nbytes,
+                 "dtype": str(dtype).replace("torch.", ""), "compute": str(compute).replace("torch.", ""), "layer": k}
+        return cls(store, where, k, model, model.config, compute, cfg.pack_row_tokens), stats
 
-    def collate(self, run, items) -> dict:
+    def collate(self, items) -> dict:
         """The shared-layout batch of `items` with their stored states in `hidden` (rows, W, H)."""
         ids = [self.where[it.responses] for it in items]
         device = self.stack.embed_tokens.weight.device
-        rows = ONE_ROW if per_group(self.config, device) else run.cfg.pack_row_tokens
+        rows = ONE_ROW if per_group(self.config, device) else self.row_tokens
         batch = pack_groups([self.store.groups[i] for i in ids], 0, rows)
         batch["groups"] = [self.store.groups[i] for i in ids]
         hidden = torch.zeros((*batch["input_ids"].shape, self.store.hidden), dtype=self.store.dtype)
@@ -288,7 +281,7 @@ class TrunkRunner:
         batch.update(edge_index(items))
         return batch
 
-    def forward(self, run, batch: dict) -> torch.Tensor:
+    def forward(self, batch: dict) -> torch.Tensor:
         """fp32 rewards: layers K and up (those below freeze_layers forward-only: no weight of theirs needs a
         gradient, and their input, from the store, needs none either), the final norm and the score head (in
         fp32) on the stored states. With a bf16 compute dtype over fp32 weights, the layers run under bf16
