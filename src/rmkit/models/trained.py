@@ -150,9 +150,8 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
     widest of BITS that keeps the file under `max_mb`, only where bf16 would exceed it; "int8" ... "int4" force a
     width). Refuses a result over `max_mb` (the repository's budget)."""
     import torch
-    from safetensors.torch import save_file
 
-    from rmkit.data.io import atomic_path, write_json_atomic
+    from rmkit.data.io import write_json_atomic
 
     base_state = _state(base_folder(base))
     new_state = _state(Path(trained_dir))
@@ -163,6 +162,31 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
     forced = {f"int{b}": b for b in BITS}
     if delta_dtype not in ("auto", "bfloat16", *forced):
         raise ValueError(f"delta_dtype must be auto, bfloat16 or one of {', '.join(forced)}, got {delta_dtype!r}")
+    tensors, modes, dense, trained_weights = _differences(new_state, base_state, trained_dir, base)
+    if not tensors and not dense:
+        raise ValueError(f"{trained_dir} equals {base}: nothing was trained")
+    bits = forced[delta_dtype] if delta_dtype in forced else \
+        _widest_fit(tensors, dense, max_mb, bf16=delta_dtype == "bfloat16")
+    for key, delta in dense.items():
+        if bits is None:
+            tensors[key], modes[key] = delta.to(torch.bfloat16).contiguous(), "delta"
+        else:
+            (tensors[key + ".q"], tensors[key + ".scale"]), modes[key] = quantize(delta, bits), f"delta_q{bits}"
+    out = Path(out)
+    digest, size_mb = _write(out, tensors, base, max_mb, bits)
+    manifest = {"base": base, "sha256": digest, "tensors": modes, "megabytes": round(size_mb, 2),
+                "parameters": trained_weights, "group": GROUP}
+    write_json_atomic(out / MANIFEST, manifest)
+    if card is not None:
+        shutil.copyfile(card, out / CARD)
+    return manifest
+
+
+def _differences(new_state: dict, base_state: dict, trained_dir, base) -> tuple[dict, dict, dict, int]:
+    """(tensors to ship as they are, {key: mode}, {key: dense delta still to encode}, trained weights): small
+    changed tensors whole in float32, large ones as low-rank factors where those fit, else a dense delta."""
+    import torch
+
     tensors, modes, dense, trained_weights = {}, {}, {}, 0
     for key in sorted(new_state):
         a, b = new_state[key], base_state[key]
@@ -179,24 +203,27 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
             (tensors[key + ".lowrank_a"], tensors[key + ".lowrank_b"]), modes[key] = factors, "lowrank"
         else:
             dense[key] = delta
-    if not tensors and not dense:
-        raise ValueError(f"{trained_dir} equals {base}: nothing was trained")
+    return tensors, modes, dense, trained_weights
+
+
+def _widest_fit(tensors: dict, dense: dict, max_mb: float, bf16: bool = False) -> int | None:
+    """None (bf16 deltas) where `bf16` or where they fit `max_mb`; else the widest of BITS that fits (the
+    narrowest when none does: written, measured and refused by `_write`)."""
     kept = sum(t.numel() * t.element_size() for t in tensors.values())
     header = 1 << 16  # safetensors' JSON header, generously
-    if delta_dtype in forced:
-        bits = forced[delta_dtype]
-    elif delta_dtype == "bfloat16" or kept + 2 * sum(d.numel() for d in dense.values()) + header <= max_mb * 1e6:
-        bits = None
-    else:
-        fits = [b for b in BITS if kept + sum(quantized_bytes(d.numel(), b) for d in dense.values()) + header
-                <= max_mb * 1e6]
-        bits = fits[0] if fits else BITS[-1]  # none fits: written, measured and refused below
-    for key, delta in dense.items():
-        if bits is None:
-            tensors[key], modes[key] = delta.to(torch.bfloat16).contiguous(), "delta"
-        else:
-            (tensors[key + ".q"], tensors[key + ".scale"]), modes[key] = quantize(delta, bits), f"delta_q{bits}"
-    out = Path(out)
+    if bf16 or kept + 2 * sum(d.numel() for d in dense.values()) + header <= max_mb * 1e6:
+        return None
+    fits = [b for b in BITS if kept + sum(quantized_bytes(d.numel(), b) for d in dense.values()) + header
+            <= max_mb * 1e6]
+    return fits[0] if fits else BITS[-1]
+
+
+def _write(out: Path, tensors: dict, base: str, max_mb: float, bits: int | None) -> tuple[str, float]:
+    """OUT/trained.safetensors, refused (deleted, an error) over `max_mb`: (its sha256, its megabytes)."""
+    from safetensors.torch import save_file
+
+    from rmkit.data.io import atomic_path
+
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"base": base})
@@ -205,12 +232,7 @@ def export(trained_dir: str | os.PathLike, base: str, out: str | os.PathLike, *,
         (out / WEIGHTS).unlink()
         raise ValueError(f"the trained part is {size_mb:.1f} MB{f' with {bits}-bit deltas' if bits else ''}, over "
                          f"the {max_mb:g} MB budget: train fewer layers or use LoRA")
-    manifest = {"base": base, "sha256": sha256(out / WEIGHTS), "tensors": modes, "megabytes": round(size_mb, 2),
-                "parameters": trained_weights, "group": GROUP}
-    write_json_atomic(out / MANIFEST, manifest)
-    if card is not None:
-        shutil.copyfile(card, out / CARD)
-    return manifest
+    return sha256(out / WEIGHTS), size_mb
 
 
 def is_part(folder: str | os.PathLike) -> bool:
@@ -232,9 +254,9 @@ def build_path(folder: str | os.PathLike, *, force: bool = False) -> Path:
 def build(name: str, out: Path, *, force: bool = False, folder: Path | None = None) -> Path:
     """The HF checkpoint of shipped model `name` (or of the exported part at `folder`) under `out`, built once
     per shipped file."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from rmkit.models.paths import build_folder
 
     folder = Path(folder) if folder is not None else shipped()[name]
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -245,7 +267,22 @@ def build(name: str, out: Path, *, force: bool = False, folder: Path | None = No
         if json.loads(stamp.read_text()).get("sha256") == manifest["sha256"]:
             return out
     base = base_folder(manifest["base"])
-    state = _state(base)
+    model = _model(base, _applied(_state(base), folder, manifest), name)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+        if (folder / CARD).exists():
+            shutil.copyfile(folder / CARD, tmp / CARD)
+        (tmp / "rmkit_source.json").write_text(json.dumps({"name": name, "sha256": manifest["sha256"]}))
+
+    return build_folder(out, fill)
+
+
+def _applied(state: dict, folder: Path, manifest: dict) -> dict:
+    """The backbone's `state` with the shipped part at `folder` applied (whole tensors replaced, deltas added)."""
+    from safetensors.torch import load_file
+
     part = load_file(folder / WEIGHTS)
     for key, mode in manifest["tensors"].items():
         if key not in state:
@@ -260,25 +297,21 @@ def build(name: str, out: Path, *, force: bool = False, folder: Path | None = No
             raise ValueError(f"{folder}: tensor {key} does not fit the backbone {manifest['base']}")
         value = shipped_value.float() if mode == "whole" else state[key].float() + shipped_value.float()
         state[key] = value.to(state[key].dtype)
+    return state
+
+
+def _model(base: Path, state: dict, name: str):
+    """The sequence-classification model of the backbone's config holding `state` (no weights initialised)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
     config = AutoConfig.from_pretrained(base)
     config.rmkit_untrained_head = False
     config.rmkit_name = name
-    from transformers import AutoModelForSequenceClassification
-
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict(state, strict=True, assign=True)
-
-    def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
-        if (folder / CARD).exists():
-            shutil.copyfile(folder / CARD, tmp / CARD)
-        (tmp / "rmkit_source.json").write_text(json.dumps({"name": name, "sha256": manifest["sha256"]}))
-
-    from rmkit.models.paths import build_folder
-
-    return build_folder(out, fill)
+    return model
 
 
 def base_folder(base: str | os.PathLike) -> Path:
