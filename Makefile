@@ -38,7 +38,7 @@ demo: $(STAMP)
 # ($$RMKIT_CACHE, default ~/.cache/rmkit), not in the checkout: every step resumes from the cache or is skipped
 # when its output is there (it says which), and each stage's minutes are appended to the run's stage_times.tsv.
 default-rm: $(STAMP)
-	$(PY) -m rmkit.train.recipe
+	$(PY) recipes/smollm2_135m_rm.py
 
 clean:
 	rm -rf .venv .pytest_cache

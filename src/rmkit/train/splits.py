@@ -1,10 +1,9 @@
-"""The fixed data split of rmkit's default reward model (bench/quality.py, `make demo`).
+"""The fixed data split of rmkit's default reward model (bench/quality.py, `make demo`, `make default-rm`).
 
     train, held = quality_split()            # from $RMKIT_DATA_DIR (../shared/data)
+    train, val = validation_split(pairs, {"hh-rlhf": 300, "ultrafeedback": 150})   # by whole prompts
 
-    python -m rmkit.train.splits pool runs/rm/data           # pool.jsonl (training pool) + heldout.jsonl
-    python -m rmkit.train.splits validation runs/rm/data/clean.jsonl runs/rm/data --per-source hh-rlhf=300,ultrafeedback=150
-                                                             # train.jsonl + validation.jsonl, by whole prompts
+The files of the default model's recipe are written by `recipes/splits.py` (pool, validation).
 
 Held-out (600 pairs, never trained on): 300 HH-RLHF test pairs (150 harmless-base, 50 each of
 helpful-base, helpful-online, helpful-rejection-sampled) and 300 UltraFeedback pairs (all usable
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections import Counter
 from pathlib import Path
 
 from rmkit.data import PreferencePair, load_pairs
@@ -109,50 +107,3 @@ def validation_split(pairs: list[PreferencePair], per_source: dict[str, int], se
         val += v
     val_keys = {prompt_key(p) for p in val}
     return [p for p in train if prompt_key(p) not in val_keys], val
-
-
-def _per_source(text: str) -> dict[str, int]:
-    out = {}
-    for part in filter(None, (x.strip() for x in text.split(","))):
-        name, _, n = part.partition("=")
-        if not n.isdigit():
-            raise ValueError(f"--per-source: {part!r} is not NAME=COUNT")
-        out[name] = int(n)
-    return out
-
-
-def main(argv=None) -> int:
-    import argparse
-    import json
-
-    from rmkit.data.io import write_json_atomic, write_jsonl_atomic
-
-    ap = argparse.ArgumentParser(prog="python -m rmkit.train.splits", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("pool", help="write the training pool and the 600 held-out pairs")
-    a.add_argument("out")
-    b = sub.add_parser("validation", help="carve a validation split from a (decontaminated) pool")
-    b.add_argument("pairs")
-    b.add_argument("out")
-    b.add_argument("--per-source", default="hh-rlhf=300,ultrafeedback=150")
-    b.add_argument("--seed", type=int, default=SEED)
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    if args.cmd == "pool":
-        train, held = quality_split()
-        files = {"pool.jsonl": train, "heldout.jsonl": held}
-    else:
-        pairs = load_pairs(args.pairs, errors="raise")
-        train, val = validation_split(pairs, _per_source(args.per_source), args.seed)
-        files = {"train.jsonl": train, "validation.jsonl": val}
-    counts = {}
-    for name, rows in files.items():
-        write_jsonl_atomic(out / name, (p.to_dict() for p in rows))
-        counts[name] = {"pairs": len(rows), "by_source": dict(sorted(Counter(p.source for p in rows).items()))}
-    write_json_atomic(out / f"{args.cmd}_split.json", counts)
-    print(json.dumps(counts, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

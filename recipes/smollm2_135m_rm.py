@@ -1,9 +1,10 @@
 """The default reward model's recipe, every step, resuming from rmkit's cache: `make default-rm`.
 
-    python -m rmkit.train.recipe                 # RMKIT_DATA_DIR=../shared/data; runs under $RMKIT_CACHE/runs
-    python -m rmkit.train.recipe --dry-run       # says what each step would reuse or run
+    python recipes/smollm2_135m_rm.py            # RMKIT_DATA_DIR=../shared/data; runs under $RMKIT_CACHE/runs
+    python recipes/smollm2_135m_rm.py --dry-run  # says what each step would reuse or run
 
-Steps: the training pool and the 600 held-out pairs (`rmkit.train.splits pool`), RewardBench decontamination
+Run from the repository root (the config, recipes/splits.py and bench/quality.py are named from there).
+Steps: the training pool and the 600 held-out pairs (`recipes/splits.py pool`), RewardBench decontamination
 (`rmkit decontaminate`), the validation split, training (`rmkit train --config
 configs/train/smollm2-135m-rm.yaml --resume`: the store and the checkpoints resume from the cache), the
 export (`rmkit models export` of the run's best validation checkpoint: the part that would ship, at most 32 MB),
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 CONFIG = "configs/train/smollm2-135m-rm.yaml"
+SPLITS = "recipes/splits.py"
 
 
 def root() -> Path:
@@ -48,13 +50,13 @@ def steps(rm: Path, config: str = CONFIG) -> list[tuple[str, list[Path], list[st
     data, name = rm / "data", run_name(config)
     return [
         ("pool", [data / "pool.jsonl", data / "heldout.jsonl"],
-         [sys.executable, "-m", "rmkit.train.splits", "pool", str(data)]),
+         [sys.executable, SPLITS, "pool", str(data)]),
         ("decontaminate", [data / "clean.jsonl"],
          [*rmkit_cli(), "decontaminate", str(data / "pool.jsonl"), "--against", "rewardbench", "-o",
           str(data / "clean.jsonl"), "--removed", str(data / "removed.jsonl"), "--report",
           str(data / "decontamination.json")]),
         ("validation", [data / "train.jsonl", data / "validation.jsonl"],
-         [sys.executable, "-m", "rmkit.train.splits", "validation", str(data / "clean.jsonl"), str(data),
+         [sys.executable, SPLITS, "validation", str(data / "clean.jsonl"), str(data),
           "--per-source", "hh-rlhf=300,ultrafeedback=150"]),
         ("train", [rm / name / "model" / "model.safetensors", rm / name / "results.json"],
          [*rmkit_cli(), "train", "--config", config, "--resume"]),
@@ -110,7 +112,7 @@ def run(dry_run: bool = False) -> list[tuple[str, str, float]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rmkit.train.recipe", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python recipes/smollm2_135m_rm.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="say what each step would reuse or run")
     run(ap.parse_args(argv).dry_run)
     return 0
