@@ -23,6 +23,7 @@ import torch
 
 from rmkit.evaluate.rewardbench import load_rewardbench
 from rmkit.models.load import load_reward_model
+from rmkit.score.factory import build_scorer
 from rmkit.score.scorer import RewardScorer, ScorerConfig
 
 
@@ -173,8 +174,7 @@ def main():
     engine = None
     if args.backend == "vllm":
         t = time.perf_counter()
-        engine = RewardScorer.from_pretrained(args.model, backend="vllm", dtype=args.dtype,
-                                              batch_tokens=args.batch_tokens)
+        engine = build_scorer(args.model, backend="vllm", dtype=args.dtype, batch_tokens=args.batch_tokens)
         print(f"vllm engine start: {time.perf_counter() - t:.1f}s", flush=True)
         times["vllm"] = 0.0
     rewards = {k: [] for k in times}

@@ -17,6 +17,7 @@ from tiny import build_tokenizer, save_tiny_model
 
 from rmkit.data.schema import PreferencePair, to_conversation
 from rmkit.score.scorer import RewardScorer, TooLongError
+from rmkit.score.factory import build_scorer
 
 U = {"role": "user", "content": "Jane has 12 apples. She gives 4 apples to her friend Mark. How many?"}
 CONVS = [
@@ -45,7 +46,7 @@ class Recorded:
 
 def _engine(path, **options):
     needs("vllm", "vllm")
-    return RewardScorer.from_pretrained(str(path), **{**VLLM, **options})
+    return build_scorer(str(path), **{**VLLM, **options})
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
@@ -127,7 +128,7 @@ def test_options_are_checked_before_the_engine_starts():
     assert vllm_options({"padding_side": "right", "device": "auto", "batch_tokens": 4096, "max_length": 512}) \
         == {"batch_tokens": 4096, "max_length": 512}
     with pytest.raises(ValueError, match="backend must be"):
-        RewardScorer.from_pretrained("x", backend="sglang")
+        build_scorer("x", backend="sglang")
 
 
 def test_score_cli_refuses_a_head_size_the_cpu_attention_cannot_run(tmp_path):

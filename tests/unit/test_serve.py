@@ -12,6 +12,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from rmkit.score.scorer import RewardScorer  # noqa: E402
+from rmkit.score.factory import build_scorer  # noqa: E402
 from rmkit.serve.app import create_app  # noqa: E402
 from rmkit.serve.config import ServeConfig  # noqa: E402
 
@@ -26,7 +27,7 @@ REWARD_TOL = 1e-5
 @pytest.fixture(scope="module", params=["hf", pytest.param("vllm", marks=pytest.mark.slow)])
 def scorer(request):
     """Every endpoint test runs on both backends: rmkit's micro-batcher over the hf scorer, and vLLM's
-    AsyncLLM (engine="async", as `rmkit serve --backend vllm` builds it)."""
+    AsyncLLM (vllm_engine="async", as `rmkit serve --backend vllm` builds it)."""
     if request.param == "hf":
         yield RewardScorer.from_pretrained(str(request.getfixturevalue("tiny_llama")), device="cpu",
                                            dtype="float32", batch_tokens=64)
@@ -34,8 +35,8 @@ def scorer(request):
     from conftest import needs
 
     needs("vllm", "vllm")
-    sc = RewardScorer.from_pretrained(str(request.getfixturevalue("tiny_llama_vllm")), backend="vllm",
-                                      engine="async", dtype="float32", kv_cache_memory_bytes=64 << 20)
+    sc = build_scorer(str(request.getfixturevalue("tiny_llama_vllm")), backend="vllm", vllm_engine="async",
+                       dtype="float32", kv_cache_memory_bytes=64 << 20)
     yield sc
     sc.close()
 

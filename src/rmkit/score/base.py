@@ -1,9 +1,14 @@
-"""What every scorer backend shares (hf: `rmkit.score.scorer.RewardScorer`, vLLM: `rmkit.score.vllm_scorer`):
-the scorer options (`ScorerConfig`), the over-long policy, and conversations rendered to ids with the chat
-template (no double BOS), pairs cut together, and the public API over a backend's `score_ids`.
+"""What every scorer backend shares, written once: the scorer options (`ScorerConfig`), the over-long policy,
+conversations rendered to ids with the chat template (no double BOS), pairs cut together, and the public API
+over a backend's `score_ids`.
 
-    class MyBackend(ConversationScorer):   # sets tokenizer, config, max_length, stats; defines score_ids
-        ...
+A backend (hf: `rmkit.score.scorer.RewardScorer`, vLLM: `rmkit.score.vllm_scorer.VLLMScorer`) implements the
+`IdBackend` protocol (`rmkit.score.protocol`: tokenizer, config.truncation, max_length, stats, score_ids) and
+takes the conversation API from here as plain functions, so no backend subclasses another:
+
+    class MyBackend:
+        score, score_pairs, score_texts, encode, encode_texts = CONVERSATION_API
+        def score_ids(self, sequences, groups=None): ...
 
 Kept apart from the backends so that neither imports the other.
 """
@@ -62,81 +67,79 @@ class ScorerConfig:
             raise ValueError("batch_tokens and max_batch_size must be positive")
 
 
-class ConversationScorer:
-    """What every backend shares: conversations rendered to ids with the chat template (no double BOS),
-    the over-long policy, pairs cut together, and the public API. A backend (`RewardScorer` here, the vLLM
-    scorer in `rmkit.score.vllm_scorer`) sets `tokenizer`, `config` (with `truncation`), `max_length`,
-    `name`, `stats`, `temperature` and implements `score_ids`, so every backend scores the same ids."""
+def fit(backend, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
+    """The over-long policy: ids that fit `backend.max_length`, or None for a skipped input (counted in
+    `backend.stats`); "error" raises TooLongError; "truncate" cuts the prompt from the left."""
+    limit = backend.max_length
+    if limit is None or (len(ids) <= limit and not cut):
+        return ids
+    policy = backend.config.truncation
+    if policy == "error":
+        raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
+                           "use truncation='skip' or 'truncate'")
+    if policy == "truncate" and conv is not None:
+        fitted = cut_prompt(backend.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
+        if fitted is not None:
+            backend.stats["truncated"] += 1
+            return fitted
+    backend.stats["skipped"] += 1
+    return None
 
-    tokenizer: Any
-    max_length: int | None
-    stats: Counter
-    name: str
-    temperature: float = 1.0
 
-    def score_ids(self, sequences: Sequence[list[int] | None], groups: Sequence[Sequence[int]] | None = None
-                  ) -> list[float]:
-        raise NotImplementedError
+def encode(backend, conversations: Sequence[Any]) -> list[list[int] | None]:
+    """Ids of conversations (dicts or Messages) with the chat template, over-long policy applied."""
+    return _encode_convs(backend, [to_conversation(c) for c in conversations])
 
-    # ---- ids -------------------------------------------------------------------------------------
-    def _fit(self, ids: list[int], conv: Conversation | None, cut: int | None = None) -> list[int] | None:
-        """Apply the over-long policy. Returns ids that fit, or None for a skipped input."""
-        limit = self.max_length
-        if limit is None or (len(ids) <= limit and not cut):
-            return ids
-        policy = self.config.truncation
-        if policy == "error":
-            raise TooLongError(f"input of {len(ids)} tokens exceeds max_length={limit}; "
-                               "use truncation='skip' or 'truncate'")
-        if policy == "truncate" and conv is not None:
-            fitted = cut_prompt(self.tokenizer, ids, conv, max(len(ids) - limit, cut or 0))
-            if fitted is not None:
-                self.stats["truncated"] += 1
-                return fitted
-        self.stats["skipped"] += 1
-        return None
 
-    def encode(self, conversations: Sequence[Any]) -> list[list[int] | None]:
-        return self._encode_convs([to_conversation(c) for c in conversations])
+def _encode_convs(backend, convs: Sequence[Conversation]) -> list[list[int] | None]:
+    return [fit(backend, render_ids(backend.tokenizer, c), c) for c in convs]
 
-    def _encode_convs(self, convs: Sequence[Conversation]) -> list[list[int] | None]:
-        return [self._fit(render_ids(self.tokenizer, c), c) for c in convs]
 
-    # ---- public API ------------------------------------------------------------------------------
-    def score(self, conversations: Sequence[Any]) -> list[float]:
-        """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the
-        same context (every message before the last) share its forward where the scorer shares."""
-        convs = [to_conversation(c) for c in conversations]
-        return self.score_ids(self._encode_convs(convs), groups=context_groups(convs))
+def encode_texts(backend, texts: Sequence[str]) -> list[list[int] | None]:
+    """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
+    return [fit(backend, render_text_ids(backend.tokenizer, t), None) for t in texts]
 
-    def encode_texts(self, texts: Sequence[str]) -> list[list[int] | None]:
-        """Ids of fully formatted texts, tokenized as given (no chat template), over-long policy applied."""
-        return [self._fit(render_text_ids(self.tokenizer, t), None) for t in texts]
 
-    def score_texts(self, texts: Sequence[str]) -> list[float]:
-        """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
-        return self.score_ids(self.encode_texts(texts))
+def encode_pair(backend, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
+    """Both sides' ids; under "truncate" the shared prompt is cut by the same amount on both sides, and a
+    side skipped skips the pair."""
+    convs = (pair.chosen_conversation, pair.rejected_conversation)
+    ids = [render_ids(backend.tokenizer, c) for c in convs]
+    limit = backend.max_length
+    if limit is None or max(map(len, ids)) <= limit or backend.config.truncation != "truncate":
+        fitted = [fit(backend, x, c) for x, c in zip(ids, convs)]
+    else:
+        cut = max(len(x) - limit for x in ids)
+        fitted = [fit(backend, x, c, cut=cut) for x, c in zip(ids, convs)]
+    if fitted[0] is None or fitted[1] is None:
+        return None, None
+    return fitted[0], fitted[1]
 
-    def score_pairs(self, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
-        """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
-        seqs: list[list[int] | None] = []
-        for p in pairs:
-            seqs.extend(self._encode_pair(p))
-        r = self.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
-        return list(zip(r[0::2], r[1::2]))
 
-    def _encode_pair(self, pair: PreferencePair) -> tuple[list[int] | None, list[int] | None]:
-        convs = (pair.chosen_conversation, pair.rejected_conversation)
-        ids = [render_ids(self.tokenizer, c) for c in convs]
-        limit = self.max_length
-        if limit is None or max(map(len, ids)) <= limit or self.config.truncation != "truncate":
-            fitted = [self._fit(x, c) for x, c in zip(ids, convs)]
-        else:  # cut the shared prompt by the same amount on both sides
-            cut = max(len(x) - limit for x in ids)
-            fitted = [self._fit(x, c, cut=cut) for x, c in zip(ids, convs)]
-        if fitted[0] is None or fitted[1] is None:
-            return None, None
-        return fitted[0], fitted[1]
+def score(backend, conversations: Sequence[Any]) -> list[float]:
+    """One raw reward (a logit, no sigmoid) per conversation, in input order. Conversations with the same
+    context (every message before the last) share its forward where the backend shares."""
+    convs = [to_conversation(c) for c in conversations]
+    return backend.score_ids(_encode_convs(backend, convs), groups=context_groups(convs))
+
+
+def score_texts(backend, texts: Sequence[str]) -> list[float]:
+    """Rewards for fully formatted texts, tokenized as given (no chat template applied)."""
+    return backend.score_ids(encode_texts(backend, texts))
+
+
+def score_pairs(backend, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
+    """(chosen, rejected) rewards; both sides of a pair share batches and any prompt truncation."""
+    seqs: list[list[int] | None] = []
+    for p in pairs:
+        seqs.extend(encode_pair(backend, p))
+    r = backend.score_ids(seqs, groups=[[2 * i, 2 * i + 1] for i in range(len(pairs))])
+    return list(zip(r[0::2], r[1::2]))
+
+
+CONVERSATION_API = (score, score_pairs, score_texts, encode, encode_texts)
+"""What a backend's class body takes: `score, score_pairs, score_texts, encode, encode_texts =
+CONVERSATION_API` (functions of the backend, so they become its methods)."""
 
 
 def context_groups(convs: Sequence[Conversation]) -> list[list[int]]:

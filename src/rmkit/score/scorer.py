@@ -4,7 +4,7 @@
     scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", dtype="bfloat16")
     scorer.score([[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]])
     scorer.score_pairs(pairs)                        # [(chosen, rejected), ...]
-    RewardScorer.from_pretrained(M, backend="vllm")  # the same ids and raw logits, from vLLM's engine
+    build_scorer(M, backend="vllm")                  # rmkit.score.factory: the same ids and logits from vLLM
 
 Conversations are rendered with the chat template straight to ids (no double BOS), sorted by length
 into token-budget batches, run through the backbone, pooled at the last real token found from the
@@ -26,15 +26,16 @@ from rmkit.data.schema import to_conversation
 from rmkit.models.chat import render_ids
 from rmkit.models.group_attention import ONE_ROW, layered, per_group
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
-from rmkit.score.base import POLICIES, ConversationScorer, ScorerConfig, TooLongError, context_groups  # noqa: F401
+from rmkit.score.base import CONVERSATION_API, POLICIES, ScorerConfig, TooLongError, context_groups  # noqa: F401
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
 log = logging.getLogger("rmkit")
-class RewardScorer(ConversationScorer):
+class RewardScorer:
     """Scores conversations with a sequence-classification reward model (num_labels=1) in transformers."""
 
     backend = "hf"
+    score, score_pairs, score_texts, encode, encode_texts = CONVERSATION_API  # rmkit.score.base, over score_ids
 
     def __init__(self, model, tokenizer, config: ScorerConfig | None = None, name: str = "model"):
         self.model, self.tokenizer = model, tokenizer
@@ -49,15 +50,9 @@ class RewardScorer(ConversationScorer):
         self._warn_pad_is_end()
 
     @classmethod
-    def from_pretrained(cls, name_or_path, *, backend: str = "hf", **options) -> "ConversationScorer":
-        """A scorer for a checkpoint path, hub id or embedded name. backend="hf" (transformers, this
-        class) or "vllm" (`VLLMScorer`: vLLM's engine, the same ids and raw logits)."""
-        if backend == "vllm":
-            from rmkit.score.vllm_scorer import VLLMScorer
-
-            return VLLMScorer.from_pretrained(name_or_path, **options)
-        if backend != "hf":
-            raise ValueError(f"backend must be 'hf' or 'vllm', got {backend!r}")
+    def from_pretrained(cls, name_or_path, **options) -> "RewardScorer":
+        """The transformers scorer for a checkpoint path, hub id or embedded name; `options` are
+        ScorerConfig's. `rmkit.score.factory.build_scorer` chooses among backends."""
         from rmkit.models.load import load_reward_model
 
         known = {f.name for f in fields(ScorerConfig)}

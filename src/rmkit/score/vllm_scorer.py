@@ -1,12 +1,12 @@
 """VLLMScorer: the same rewards as `RewardScorer`, computed by vLLM's engine (`backend="vllm"`).
 
-    from rmkit import RewardScorer
-    scorer = RewardScorer.from_pretrained("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", backend="vllm",
-                                          dtype="bfloat16", tensor_parallel_size=2)
+    from rmkit import build_scorer
+    scorer = build_scorer("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", backend="vllm",
+                          dtype="bfloat16", tensor_parallel_size=2)
     scorer.score_pairs(pairs)                        # [(chosen, rejected), ...], raw logits
 
 rmkit renders every conversation to token ids exactly as the hf scorer does (chat template, no double
-BOS, the same over-long policy and pair truncation: `ConversationScorer`), hands vLLM the ids, and asks
+BOS, the same over-long policy and pair truncation: `rmkit.score.base`), hands vLLM the ids, and asks
 for the `classify` pooling task with `use_activation=False`, so the output is the score head's raw logit
 at the last token (vLLM's default would put it through a sigmoid). vLLM batches by its own scheduler;
 its prefix cache lets a pair's two sides (and N responses to one prompt) reuse the prompt's KV.
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
-from rmkit.score.base import POLICIES, ConversationScorer, ScorerConfig
+from rmkit.score.base import CONVERSATION_API, POLICIES, ScorerConfig
 
 log = logging.getLogger("rmkit")
 
@@ -73,13 +73,14 @@ class VLLMConfig:
     revision: str | None = None
     seed: int = 0
     show_progress: bool = False
-    engine: str = "offline"
+    vllm_engine: str = "offline"
     """"offline": vLLM's `LLM` (score, eval, curate); "async": `AsyncLLM`, for `rmkit serve`, whose
-    scheduler batches the requests of concurrent clients (`ascore_ids`)."""
+    scheduler batches the requests of concurrent clients (`ascore_ids`). (Not `build_scorer`'s `engine`,
+    which says where scorers run: this process or Ray actors.)"""
 
     def __post_init__(self):
-        if self.engine not in ("offline", "async"):
-            raise ValueError(f"engine must be 'offline' or 'async', got {self.engine!r}")
+        if self.vllm_engine not in ("offline", "async"):
+            raise ValueError(f"vllm_engine must be 'offline' or 'async', got {self.vllm_engine!r}")
         if self.truncation not in POLICIES:
             raise ValueError(f"truncation must be one of {POLICIES}, got {self.truncation!r}")
         if self.dtype not in DTYPES:
@@ -130,10 +131,11 @@ def on_cpu() -> bool:
     return current_platform.is_cpu()
 
 
-class VLLMScorer(ConversationScorer):
+class VLLMScorer:
     """A reward model (num_labels=1 sequence classifier) scored by a vLLM `LLM` in pooling mode."""
 
     backend = "vllm"
+    score, score_pairs, score_texts, encode, encode_texts = CONVERSATION_API  # rmkit.score.base, over score_ids
 
     def __init__(self, llm, tokenizer, config: VLLMConfig, name: str, max_length: int | None):
         self.llm, self.tokenizer, self.config, self.name = llm, tokenizer, config, name
@@ -160,7 +162,7 @@ class VLLMScorer(ConversationScorer):
         limit = cfg.max_length or getattr(hf, "max_position_embeddings", None)
         args, dim = engine_args(cfg, limit), head_dim(hf)
         with engine_failures(str(name_or_path), dim, starting=True):
-            llm = _AsyncEngine(path, args) if cfg.engine == "async" else _llm(path, args)
+            llm = _AsyncEngine(path, args) if cfg.vllm_engine == "async" else _llm(path, args)
         tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
         scorer = cls(llm, tok, cfg, str(name_or_path), limit)
         scorer.head_dim = dim
@@ -181,7 +183,7 @@ class VLLMScorer(ConversationScorer):
         if not real:
             return out
         with engine_failures(self.name, self.head_dim):
-            if self.config.engine == "async":
+            if self.config.vllm_engine == "async":
                 rewards = self.llm.run([sequences[i] for i in real])
             else:
                 prompts = [{"prompt_token_ids": list(sequences[i])} for i in real]
@@ -194,13 +196,13 @@ class VLLMScorer(ConversationScorer):
         return out
 
     async def ascore_ids(self, sequences: Sequence[list[int]]) -> list[float]:
-        """engine="async": one vLLM request per sequence, all in flight at once; vLLM's scheduler batches
+        """vllm_engine="async": one vLLM request per sequence, all in flight at once; vLLM's scheduler batches
         them with whatever other clients sent (continuous batching). Rewards in input order. Awaitable
         from any event loop: the engine lives on a loop of its own."""
         import asyncio
 
-        if self.config.engine != "async":
-            raise RuntimeError("ascore_ids needs a scorer built with engine='async'")
+        if self.config.vllm_engine != "async":
+            raise RuntimeError("ascore_ids needs a scorer built with vllm_engine='async'")
         with engine_failures(self.name, self.head_dim):
             out = await asyncio.wrap_future(self.llm.submit(list(sequences)))
         self.stats["scored"] += len(out)

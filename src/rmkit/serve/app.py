@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rmkit.data.schema import DataError
-from rmkit.score.scorer import ConversationScorer
+from rmkit.score.protocol import IdBackend
 from rmkit.serve import schemas as S
 from rmkit.serve.batcher import MicroBatcher
 from rmkit.serve.compat import KINDS, Compat, sigmoid
@@ -42,7 +42,7 @@ from rmkit.serve.sharing import shared_score_fn
 from rmkit.serve.state import ServerState, json_floats, turns_to_messages, prob_first_better, rank_order
 
 
-def create_app(scorer: ConversationScorer, config: ServeConfig | None = None) -> FastAPI:
+def create_app(scorer: IdBackend, config: ServeConfig | None = None) -> FastAPI:
     """The app; run it under uvicorn (or `with TestClient(app)`, so the lifespan starts the batcher)."""
     config = config or ServeConfig()
     state = ServerState(scorer, config)
@@ -188,7 +188,7 @@ def _add_ops_routes(app: FastAPI, state: ServerState) -> None:
         return PlainTextResponse(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def serve(scorer: ConversationScorer, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
+def serve(scorer: IdBackend, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
     """Run the server under uvicorn until SIGINT / SIGTERM; in-flight requests finish first."""
     import uvicorn
 

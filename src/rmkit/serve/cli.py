@@ -81,7 +81,7 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
     """Serve raw rewards over HTTP: /v1/rewards, /v1/compare, /v1/rank, /get_reward, /classify."""
     from rich.console import Console
 
-    from rmkit.score.scorer import RewardScorer
+    from rmkit.score.factory import build_scorer
     from rmkit.serve.app import serve
     from rmkit.serve.config import LOOPBACK, ServeConfig
 
@@ -100,12 +100,12 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
     opts = dict(dtype=dtype, device=device, max_length=max_length, truncation=truncation, pooling=pooling,
                 batch_tokens=batch_tokens, max_batch_size=max_batch_size)
     if backend == "vllm":
-        opts.update(engine="async", tensor_parallel_size=tensor_parallel_size or 1,
+        opts.update(vllm_engine="async", tensor_parallel_size=tensor_parallel_size or 1,
                     gpu_memory_utilization=gpu_memory_utilization)
     elif tensor_parallel_size is not None or gpu_memory_utilization is not None:
         raise typer.BadParameter("--tensor-parallel-size and --gpu-memory-utilization are vLLM options: "
                                  "add --backend vllm")
-    scorer = RewardScorer.from_pretrained(model, backend=backend, **opts)
+    scorer = build_scorer(model, backend=backend, **opts)
     try:
         serve(scorer, cfg, log_level=log_level)
     finally:

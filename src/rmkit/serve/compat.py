@@ -21,7 +21,7 @@ from jinja2.exceptions import TemplateError
 
 from rmkit.data.schema import DataError, to_conversation
 from rmkit.models.chat_parse import ParseError, detect_family, parse_rendered
-from rmkit.score.scorer import TooLongError
+from rmkit.score.base import TooLongError, fit
 
 KINDS = ("unparsed", "too_long", "unrenderable", "not_finite")
 """Why a sample got the fallback reward: the labels of /metrics' rmkit_fallback_rewards counter."""
@@ -66,7 +66,7 @@ class Compat:
         """The scorer's over-long policy (None: an input it skips), then the server's max_tokens; an input
         over either limit that is not skipped → Unscorable."""
         try:
-            fitted = self.scorer._fit(ids, conv)
+            fitted = fit(self.scorer, ids, conv)
         except TooLongError as e:
             raise Unscorable("too_long", f"{str(e).split(';')[0]} (limit max_tokens={self.state.max_tokens})")
         limit = self.state.max_tokens

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from fastapi import HTTPException
 
 from rmkit.data.schema import Message, to_conversation
-from rmkit.score.scorer import ConversationScorer
+from rmkit.score.protocol import IdBackend
 from rmkit.serve.batcher import EngineQueue, MicroBatcher, QueueFull, ShuttingDown
 from rmkit.serve.compat import Compat, Unscorable
 from rmkit.serve.config import ServeConfig
@@ -30,13 +30,13 @@ log = logging.getLogger("rmkit.serve")
 class ServerState:
     """What the handlers share: the scorer, the limits, the batcher and the metrics."""
 
-    def __init__(self, scorer: ConversationScorer, config: ServeConfig):
+    def __init__(self, scorer: IdBackend, config: ServeConfig):
         self.scorer, self.config = scorer, config
         self.model_name = config.model_name or getattr(scorer, "name", "model")
         self.max_tokens = config.max_tokens or scorer.max_length
         self.metrics = ServerMetrics()
         sc = scorer.config
-        if getattr(sc, "engine", None) == "async":  # vLLM's AsyncLLM batches concurrent requests itself
+        if getattr(sc, "vllm_engine", None) == "async":  # vLLM's AsyncLLM batches concurrent requests itself
             self.batcher = EngineQueue(scorer.ascore_ids, max_queue=config.max_queue, on_batch=self._on_batch)
         else:
             self.batcher = MicroBatcher(scorer.score_ids, max_queue=config.max_queue,
