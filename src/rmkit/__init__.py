@@ -1,6 +1,6 @@
 """rmkit: reward models the Skywork way. curate → decontaminate → train → evaluate → score / serve.
 
-`from rmkit import RewardScorer` imports torch lazily, so the data stages stay torch-free.
+`from rmkit import RewardScorer` (or `build_scorer`, any backend) imports torch lazily, so the data stages stay torch-free.
 """
 __version__ = "0.1.0"
 
@@ -10,6 +10,10 @@ def __getattr__(name):
         from rmkit.score.scorer import RewardScorer
 
         return RewardScorer
+    if name == "build_scorer":
+        from rmkit.score.factory import build_scorer
+
+        return build_scorer
     if name == "load_reward_model":
         from rmkit.models.load import load_reward_model
 

@@ -1,6 +1,8 @@
 """`rmkit curate --config CONFIG.yaml [key=value ...]`: adapts the command line to `curate()`.
 
-Prints the report's markdown; bad input exits with status 2 and a message naming the problem.
+Prints the report's markdown; bad input exits with status 2 and a message naming the problem. The scorer
+flags (every CLI's, `rmkit.score.options`) override the recipe's RM-consistency filter: `--backend vllm` is
+`rm_filter.options.backend=vllm`, `--model M` is `rm_filter.model=M`.
 """
 from __future__ import annotations
 
@@ -8,23 +10,21 @@ from typing import List, Optional
 
 import typer
 
+from rmkit.score.options import scorer_options
 
+
+@scorer_options(overrides=True, skip=("baseline",))
 def curate_cmd(config: str = typer.Option(..., "--config", "-c", help="recipe YAML"),
                overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
-               backend: Optional[str] = typer.Option(None, "--backend", help="the RM-consistency filter's scorer: "
-                                                     "hf | vllm (= rm_filter.options.backend=...)"),
-               engine: Optional[str] = typer.Option(None, "--engine", help="the RM-consistency filter's engine: "
-                                                    "local | ray (= rm_filter.options.engine=...)"),
-               actors: Optional[int] = typer.Option(None, "--actors", help="--engine ray: scorer actors "
-                                                    "(= rm_filter.options.actors=...)")):
+               *, scorer_overrides: dict = None):
     """Build a curated preference mixture from a YAML recipe (Skywork-Reward style)."""
     from rmkit.curate import curate, load_config
     from rmkit.curate.report import to_markdown
     from rmkit.data.schema import DataError
 
     try:
-        extra = [f"rm_filter.options.{k}={v}" for k, v in
-                 (("backend", backend), ("engine", engine), ("actors", actors)) if v is not None]
+        extra = [f"rm_filter.{'model' if k == 'model' else 'options.' + k}={v}"
+                 for k, v in scorer_overrides.items()]
         cfg = load_config(config, list(overrides or []) + extra)
         result = curate(cfg)
     except (DataError, ValueError, FileNotFoundError, KeyError) as e:

@@ -67,8 +67,8 @@ def exact_dedup(pairs: Iterable[PreferencePair]) -> tuple[list[PreferencePair], 
 
 def load_scorer(model: Any, options: dict | None = None):
     """A Scorer object as is; "length" / "random" baselines (option `seed` for random); else
-    `rmkit.score.factory.build_scorer(model, **options)`: RewardScorer.from_pretrained, or with `engine: ray`
-    (and `actors`, `gpus_per_actor`, `address`) a RayScorer over a pool of actors."""
+    `rmkit.score.factory.build_scorer(model, **options)` (any backend; with `engine: ray`, `actors`,
+    `gpus_per_actor`, `address`: a RayScorer over a pool of actors)."""
     if not isinstance(model, str):
         return model
     from rmkit.score.baselines import BASELINES

@@ -63,8 +63,8 @@ class RMFilterSpec:
     """Sources whose pairs must satisfy reward(chosen) - reward(rejected) > margin."""
     margin: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
-    """RewardScorer.from_pretrained options (dtype, max_length, truncation, batch_tokens, ...; backend: vllm
-    scores with vLLM's engine, as `rmkit curate --backend vllm` sets)."""
+    """`build_scorer` options: ScorerConfig's (dtype, max_length, truncation, batch_tokens, ...), `backend`
+    (vllm: vLLM's engine), `engine: ray` with `actors` ...; `rmkit curate --backend vllm` etc. set them."""
 
 
 @dataclass

@@ -19,43 +19,17 @@ from rich.console import Console
 from rich.table import Table
 
 from rmkit.data.io import write_json_atomic
+from rmkit.score.options import ScorerSpec, scorer_options
 
 console = Console(stderr=True)
 
-ModelOpt = typer.Option(None, "--model", "-m", help="reward model: local path, hub id or embedded name")
-BaselineOpt = typer.Option(None, "--scorer", help="a model-free baseline instead: length | random")
 DataOpt = typer.Option(None, "--data", help="benchmark file (default: local copy under RMKIT_DATA_DIR, else hub)")
 OutputOpt = typer.Option(..., "--output", "-o", help="results.json to write")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 where this CPU's bf16 matmul is measured faster, "
-                                                 "else fp32; bf16 on CUDA) | float32 (exact reproduction) | "
-                                                 "bfloat16 | float16")
-BatchOpt = typer.Option(8192, "--batch-tokens", help="padded tokens per forward")
-MaxLenOpt = typer.Option(None, "--max-length", help="longest sequence in tokens")
-TruncOpt = typer.Option("error", "--truncation", help="over-long input: error | skip | truncate")
 SeedOpt = typer.Option(0, "--seed")
-DeviceOpt = typer.Option("auto", "--device")
-BackendOpt = typer.Option("hf", "--backend", help="hf (transformers) | vllm (vLLM's engine; the same ids and raw "
-                                                   "logits; pip install 'rmkit[vllm]')")
-EngineOpt = typer.Option("local", "--engine", help="local (this process) | ray (a pool of scorer actors on Ray; "
-                                                    "RAY_ADDRESS joins a cluster; pip install 'rmkit[ray]')")
-ActorsOpt = typer.Option(2, "--actors", help="--engine ray: scorer actors")
-GpusOpt = typer.Option(0.0, "--gpus-per-actor", help="--engine ray: GPUs each actor holds (1 on a GPU cluster)")
 ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + HTML report")
 NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
-AttnOpt = typer.Option(None, "--attn-implementation")
 ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a named error) | skip (counted, "
                                                     "with the reason, in the results)")
-
-
-def scorer_from_cli(model, baseline, seed, dtype, batch_tokens, max_length, truncation, device,
-                    attn_implementation=None, backend="hf", engine="local", actors=2, gpus_per_actor=0.0):
-    """The scorer every eval command builds from its shared options (a model, or a baseline)."""
-    from rmkit.score.factory import build_scorer
-
-    return build_scorer(model, baseline, seed=seed, backend=backend, engine=engine, actors=actors,
-                        gpus_per_actor=gpus_per_actor, dtype=dtype, batch_tokens=batch_tokens,
-                        max_length=max_length, truncation=truncation, device=device,
-                        attn_implementation=attn_implementation, show_progress=True)
 
 
 def print_row(row: dict[str, str], title: str) -> None:
@@ -94,29 +68,24 @@ def finish(results: dict, output: Path, report: Optional[Path], title: str, skip
         console.print(f"report: {paths['html']} and {paths['summary']}")
 
 
-def rewardbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
-                    data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
+@scorer_options()
+def rewardbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                         None, help="stratified by subset, seeded"),
-                    output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
-                    dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
-                    max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                    device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                    actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                    attn_implementation: Optional[str] = AttnOpt,
-                    n_boot: int = NBootOpt, errors: str = ErrorsOpt):
+                    output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
+                    errors: str = ErrorsOpt,
+                    *, spec: ScorerSpec = None):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
 
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
-    pairs = load_rewardbench(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
+    pairs = load_rewardbench(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
-    results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=seed, subsample=bool(subsample))
+    results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
     _with_stats(results, sc)
-    attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=seed)
-    results["model"] = model or scorer   # the leaderboard's Model column
+    attach_pair_diagnostics(results, pairs, n_boot=n_boot, seed=spec.seed)
+    results["model"] = spec.name   # the leaderboard's Model column
     finish(results, output, report, "RewardBench v1", skipped)
 
 
@@ -127,118 +96,91 @@ def _with_stats(results: dict, sc) -> dict:
     return results
 
 
-def rewardbench2_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
-                     data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
+@scorer_options()
+def rewardbench2_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                          None, help="n items per subset (Ties: n prompts), seeded"),
-                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
-                     dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
-                     max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                     device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                     actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                     attn_implementation: Optional[str] = AttnOpt,
-                     n_boot: int = NBootOpt, errors: str = ErrorsOpt):
+                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
+                     errors: str = ErrorsOpt,
+                     *, spec: ScorerSpec = None):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
-    items = load_rewardbench2(data, subsample=subsample, seed=seed, errors=errors, skipped=skipped)
+    items = load_rewardbench2(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
     n = sum(len(it.completions) for it in items)
     console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
-    results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
+    results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
     finish(_with_stats(results, sc), output, report, "RewardBench 2", skipped)
 
 
-def rmbench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
-                data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
+@scorer_options()
+def rmbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                     None, help="n items per domain, seeded"),
                 domain: Optional[str] = typer.Option(
                     None, help="domain of a file whose rows have none (default: from its name, e.g. "
                                "chat_filtered.json)"),
-                output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
-                dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
-                max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                attn_implementation: Optional[str] = AttnOpt,
-                n_boot: int = NBootOpt, errors: str = ErrorsOpt):
+                output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
+                errors: str = ErrorsOpt,
+                *, spec: ScorerSpec = None):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
-    items = load_rmbench(data, subsample=subsample, seed=seed, domain=domain, errors=errors, skipped=skipped)
+    items = load_rmbench(data, subsample=subsample, seed=spec.seed, domain=domain, errors=errors, skipped=skipped)
     console.print(f"RM-Bench: {len(items)} items ({6 * len(items)} responses), scorer {sc.name}")
-    results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=seed, subsample=bool(subsample))
+    results = evaluate_rmbench(sc, items, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
     finish(_with_stats(results, sc), output, report, "RM-Bench", skipped)
     lv = results["levels"]["overall"]
     console.print("Easy {easy:.1%}  Normal {normal:.1%}  Hard {hard:.1%}".format(**lv))
 
 
-def judgebench_cmd(model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
-                   data: Optional[str] = DataOpt, output: Path = OutputOpt,
-                   report: Optional[Path] = ReportOpt, seed: int = SeedOpt, dtype: str = DtypeOpt,
-                   batch_tokens: int = BatchOpt, max_length: Optional[int] = MaxLenOpt,
-                   truncation: str = TruncOpt, device: str = DeviceOpt, backend: str = BackendOpt,
-                   engine: str = EngineOpt,
-                   actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                   attn_implementation: Optional[str] = AttnOpt, n_boot: int = NBootOpt,
+@scorer_options()
+def judgebench_cmd(data: Optional[str] = DataOpt, output: Path = OutputOpt,
+                   report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
                    errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
-                                                     "for reward models); default: both orders")):
+                                                     "for reward models); default: both orders"),
+                   *, spec: ScorerSpec = None):
     """JudgeBench (both answer orders, or --single-game; micro accuracy per category and source)."""
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
-    results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=seed, single_game=single_game)
+    results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=spec.seed, single_game=single_game)
     finish(_with_stats(results, sc), output, report, "JudgeBench", skipped)
 
 
+@scorer_options()
 def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder of files, or a hub id"),
-                 model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
-                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, seed: int = SeedOpt,
-                 shuffle: Optional[bool] = typer.Option(
+                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, shuffle: Optional[bool] = typer.Option(
                      None, "--shuffle/--no-shuffle", help="shuffle answer order (default: only "
                      "where the label is constant, e.g. EvalBiasBench)"),
-                 dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
-                 max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                 device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                 actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                 attn_implementation: Optional[str] = AttnOpt,
-                 n_boot: int = NBootOpt, errors: str = ErrorsOpt):
+                 n_boot: int = NBootOpt, errors: str = ErrorsOpt, *, spec: ScorerSpec = None):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
-    pairs = load_labelled_pairs(data, seed=seed, shuffle=shuffle, errors=errors, skipped=skipped)
+    pairs = load_labelled_pairs(data, seed=spec.seed, shuffle=shuffle, errors=errors, skipped=skipped)
     ties = sum(p.meta["tie"] for p in pairs)
     console.print(f"pairwise: {len(pairs)} pairs ({ties} tie-labelled), scorer {sc.name}")
-    results = evaluate_pairwise(sc, pairs, n_boot=n_boot, seed=seed)
+    results = evaluate_pairwise(sc, pairs, n_boot=n_boot, seed=spec.seed)
     results["data"] = str(data)
     finish(_with_stats(results, sc), output, report, f"pairwise: {Path(str(data)).name}", skipped)
 
 
+@scorer_options()
 def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs held out from training "
                                                                "(any pair format rmkit reads)"),
-                  model: Optional[str] = ModelOpt, scorer: Optional[str] = BaselineOpt,
                   output: Path = OutputOpt, report: Optional[Path] = typer.Option(
                       None, "--report", help="folder for reliability.png"),
                   save: bool = typer.Option(False, "--save", help="write calibration.json beside the (local) "
                                                                   "model: rmkit serve then uses T"),
-                  seed: int = SeedOpt, dtype: str = DtypeOpt, batch_tokens: int = BatchOpt,
-                  max_length: Optional[int] = MaxLenOpt, truncation: str = TruncOpt,
-                  device: str = DeviceOpt, backend: str = BackendOpt, engine: str = EngineOpt,
-                  actors: int = ActorsOpt, gpus_per_actor: float = GpusOpt,
-                  attn_implementation: Optional[str] = AttnOpt,
-                  errors: str = ErrorsOpt):
+                  errors: str = ErrorsOpt, *, spec: ScorerSpec = None):
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
     from rmkit.evaluate.calibrate import calibrate, reliability_png
@@ -247,8 +189,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
     from rmkit.evaluate.common import json_safe
 
     check_errors(errors)
-    sc = scorer_from_cli(model, scorer, seed, dtype, batch_tokens, max_length, truncation, device,
-                         attn_implementation, backend, engine, actors, gpus_per_actor)
+    sc = spec.build()
     skipped = Counter()
     pairs = load_pairs(data, errors=errors, skipped=skipped)
     if not pairs:
@@ -257,7 +198,7 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
         raise DataError("no pairs to calibrate on", file=str(data))
     console.print(f"calibrate: {len(pairs)} labelled pairs, scorer {sc.name}")
     result = calibrate(sc.score_pairs(pairs))
-    result.update(model=model or scorer, data=str(data), skipped_rows=dict(skipped))
+    result.update(model=spec.name, data=str(data), skipped_rows=dict(skipped))
     if report is not None:
         result["reliability_png"] = str(reliability_png(result, Path(report) / "reliability.png"))
     write_json_atomic(output, json_safe(result))

@@ -15,7 +15,7 @@ Kept apart from the backends so that neither imports the other.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
@@ -28,31 +28,36 @@ class TooLongError(ValueError):
     pass
 
 
+def option(default: Any, help: str, *, cli: Any = ..., flag: bool = True):
+    """A scorer option: its default, the one line of help every CLI shows, and the CLI's default where it
+    differs (`cli`). flag=False: an option of the Python API only. `rmkit.score.options` makes the flags."""
+    return field(default=default, metadata={"help": help, "cli": default if cli is ... else cli, "flag": flag})
+
+
 @dataclass
 class ScorerConfig:
-    dtype: str = "float32"
-    """"float32", "bfloat16", "float16" or "auto" (bf16/fp16 on a GPU; on a CPU bf16 where its bf16 matmul
-    is measured faster than fp32, `rmkit.models.precision`, else fp32). The CLIs default to "auto"."""
-    attn_implementation: str | None = None
-    """None = the model's default; Gemma-2 is forced off SDPA (eager or flash_attention_2)."""
-    max_length: int | None = None
-    """Longest sequence scored, in tokens; None = the model's max_position_embeddings."""
-    truncation: str = "error"
-    """What over-long input gets: "error", "skip" (reward NaN, counted) or "truncate" (prompt from the left)."""
-    batch_tokens: int = 8192
-    """Padded tokens per forward (batch size × longest sequence in the batch)."""
-    max_batch_size: int = 64
-    device: str | None = "auto"
-    pooling: str = "last"
-    """"last": last real token from the attention mask; "hf": transformers' rightmost-non-pad-id rule."""
-    padding_side: str = "right"
-    trust_remote_code: bool = False
-    show_progress: bool = False
-    sharing: str = "auto"
-    """Prefix sharing: conversations with the same context (a pair's two sides, best-of-N completions)
-    run their common prefix once ("auto"; exact, so it is the default wherever the model allows it:
-    a decoder with a `score` head, pooling "last", not flash_attention_2), or every conversation alone
-    ("off"). Shared batches are padding-free as well."""
+    """The scorer options, the one list: `build_scorer(**options)` takes them and every CLI's scorer flags
+    are generated from them (`rmkit.score.options`). Prefix sharing ("auto") applies wherever the model
+    allows it: a decoder with a `score` head, pooling "last", not flash_attention_2."""
+
+    dtype: str = option("float32", "auto (bf16 where this CPU's bf16 matmul is measured faster, else fp32; bf16 "
+                        "on CUDA) | float32 (exact reproduction) | bfloat16 | float16", cli="auto")
+    attn_implementation: str | None = option(None, "the model's attention (default: its own; Gemma-2 is forced "
+                                             "off SDPA to eager or flash_attention_2)")
+    max_length: int | None = option(None, "longest sequence scored, in tokens [the model's limit]")
+    truncation: str = option("error", "over-long input: error | skip (reward NaN / null, counted) | truncate "
+                             "(the prompt cut from the left)")
+    batch_tokens: int = option(8192, "padded tokens per forward (vllm: tokens per engine step)")
+    max_batch_size: int = option(64, "conversations per forward (vllm: max_num_seqs) [64; vllm: its own]",
+                                 cli=None)
+    device: str | None = option("auto", "auto | cpu | cuda | cuda:N")
+    pooling: str = option("last", "last (the last real token, from the attention mask) | hf (transformers' "
+                          "rightmost-non-pad-id rule)")
+    padding_side: str = option("right", "right | left", flag=False)
+    trust_remote_code: bool = option(False, "run the checkpoint's own modelling code")
+    show_progress: bool = option(False, "a progress bar per scoring call", cli=True, flag=False)
+    sharing: str = option("auto", "prefix sharing: auto (conversations with the same context run it once; "
+                          "exact, padding-free) | off")
 
     def __post_init__(self):
         if self.truncation not in POLICIES:

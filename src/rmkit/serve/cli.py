@@ -19,6 +19,9 @@ from typing import Optional
 
 import typer
 
+from rmkit.score.options import ScorerSpec, scorer_options
+
+
 def _api_key(env_name: Optional[str]) -> Optional[str]:
     if env_name is None:
         return os.environ.get("RMKIT_API_KEY") or None
@@ -45,25 +48,11 @@ def policy_family(value: str) -> str:
                                  f"tokenizer with a known chat template: {e}", param_hint="--policy-template")
 
 
-def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint path, hub id or embedded name"),
-              host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
+@scorer_options(skip=("baseline", "engine", "actors", "gpus_per_actor", "address", "seed"))
+def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
               port: int = typer.Option(8000, "--port"),
               api_key_env: Optional[str] = typer.Option(None, "--api-key-env",
                                                         help="env var holding the API key [RMKIT_API_KEY]"),
-              backend: str = typer.Option("hf", "--backend", help="hf (rmkit's micro-batcher) | vllm (vLLM's "
-                                                                  "engine batches; pip install 'rmkit[vllm]')"),
-              tensor_parallel_size: Optional[int] = typer.Option(None, "--tensor-parallel-size",
-                                                                 help="vllm: GPUs per model"),
-              gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
-                                                                     help="vllm: device memory fraction"),
-              dtype: str = typer.Option("auto", "--dtype", help="float32 | bfloat16 | float16 | auto"),
-              device: str = typer.Option("auto", "--device"),
-              max_length: Optional[int] = typer.Option(None, "--max-length",
-                                                       help="most tokens per conversation [model's limit]"),
-              truncation: str = typer.Option("error", "--truncation", help="error (422) | skip (null) | truncate"),
-              pooling: str = typer.Option("last", "--pooling", help="last | hf"),
-              batch_tokens: int = typer.Option(8192, "--batch-tokens", help="padded tokens per forward"),
-              max_batch_size: int = typer.Option(64, "--max-batch-size", help="conversations per forward"),
               max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="batching window under load"),
               max_queue: int = typer.Option(1024, "--max-queue", help="conversations waiting before 503"),
               pool_batches: int = typer.Option(2, "--pool-batches", help="forwards per length-sorted pool"),
@@ -77,35 +66,35 @@ def serve_cmd(model: str = typer.Option(..., "--model", "-m", help="checkpoint p
               policy_template: str = typer.Option(
                   "auto", "--policy-template", help="how /get_reward reads the policy's text: auto | chatml | "
                                                     "llama3 | gemma | mistral | none | a policy tokenizer path"),
-              log_level: str = typer.Option("info", "--log-level")):
+              log_level: str = typer.Option("info", "--log-level"),
+              *, spec: ScorerSpec = None):
     """Serve raw rewards over HTTP: /v1/rewards, /v1/compare, /v1/rank, /get_reward, /classify."""
     from rich.console import Console
 
-    from rmkit.score.factory import build_scorer
     from rmkit.serve.app import serve
     from rmkit.serve.config import LOOPBACK, ServeConfig
 
+    if spec.model is None:
+        raise typer.BadParameter("name the reward model to serve", param_hint="--model")
     key = _api_key(api_key_env)
     if host not in LOOPBACK and key is None:
         raise typer.BadParameter(f"binding {host} needs an API key: set RMKIT_API_KEY (or --api-key-env). Clients "
                                  "that send no header (OpenRLHF) use the capability URL http://HOST:PORT/k/<key>/"
                                  "get_reward", param_hint="--host")
-    cfg = ServeConfig(host=host, port=port, api_key=key, model_name=model, max_body_bytes=max_body_bytes,
+    cfg = ServeConfig(host=host, port=port, api_key=key, model_name=spec.model, max_body_bytes=max_body_bytes,
                       max_conversations=max_conversations, max_queue=max_queue, max_wait_ms=max_wait_ms,
                       pool_batches=pool_batches, graceful_timeout_s=graceful_timeout, on_error_reward=on_error_reward,
                       policy_template=policy_family(policy_template))
     if key is not None:
         Console(stderr=True).print(f"capability URLs (no header needed): http://{host}:{port}/k/$RMKIT_API_KEY/"
                                    "<endpoint>, e.g. OpenRLHF's --reward.remote_url .../k/<key>/get_reward")
-    opts = dict(dtype=dtype, device=device, max_length=max_length, truncation=truncation, pooling=pooling,
-                batch_tokens=batch_tokens, max_batch_size=max_batch_size)
-    if backend == "vllm":
-        opts.update(vllm_engine="async", tensor_parallel_size=tensor_parallel_size or 1,
-                    gpu_memory_utilization=gpu_memory_utilization)
-    elif tensor_parallel_size is not None or gpu_memory_utilization is not None:
+    extra = {"max_batch_size": spec.options.get("max_batch_size") or 64, "show_progress": False}
+    if spec.backend == "vllm":
+        extra.update(vllm_engine="async", tensor_parallel_size=spec.options.get("tensor_parallel_size") or 1)
+    elif {"tensor_parallel_size", "gpu_memory_utilization"} & set(spec.options):
         raise typer.BadParameter("--tensor-parallel-size and --gpu-memory-utilization are vLLM options: "
                                  "add --backend vllm")
-    scorer = build_scorer(model, backend=backend, **opts)
+    scorer = spec.build(**extra)
     try:
         serve(scorer, cfg, log_level=log_level)
     finally:
