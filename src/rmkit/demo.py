@@ -185,8 +185,13 @@ def _ci(h: dict) -> str:
 
 
 def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict) -> None:
-    h0, h1, ep = default["heldout"], tuned["heldout"], ft["epochs"]
     print("\nWhat this shows, plainly:")
+    _about_default(trained, default)
+    _about_finetune(trained, tuned, ft, test)
+
+
+def _about_default(trained: bool, default: dict) -> None:
+    h0 = default["heldout"]
     if not trained:
         print("- The default reward model is UNTRAINED: SmolLM2-135M-Instruct with a random score head. No "
               "trained part has yet passed the bar of bench/quality.py (better than both the untrained model and "
@@ -210,6 +215,10 @@ def say_plainly(trained: bool, default: dict, tuned: dict, ft: dict, test: dict)
               + ("its interval includes 50%, so this is indistinguishable from chance." if chance else
                  "its interval excludes 50% on this small sample; with a random head that is luck of the draw, "
                  "not skill (random heads alone spread by several points)."))
+
+
+def _about_finetune(trained: bool, tuned: dict, ft: dict, test: dict) -> None:
+    h1, ep = tuned["heldout"], ft["epochs"]
     fell = len(ep) > 1 and ep[-1] < ep[0]
     if len(ep) < 2:
         verdict = ("The time budget ended before a second pass, so this run cannot show even fitting these pairs "

@@ -12,6 +12,7 @@ from rmkit.data import Message, PreferencePair
 from rmkit.models.chat import render_ids, render_text_ids
 from rmkit.models.load import load_reward_model
 from rmkit.score.scorer import RewardScorer, ScorerConfig, TooLongError
+from rmkit.score.base import encode_pair
 from tiny import build_model, build_tokenizer, save_tiny_model
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -152,7 +153,7 @@ def test_over_long_policies():
     assert trunc.stats["truncated"] == 2 and c != r and not math.isnan(c)
     # the same cut on both sides: the rejected side (the longer reply) is exactly at the limit
     assert full > 40
-    seqs = [trunc._encode_pair(pair)[i] for i in (0, 1)]
+    seqs = list(encode_pair(trunc, pair))
     assert len(seqs[1]) == 40 and seqs[0][0] == tok.bos_token_id
     assert len(seqs[1]) - len(seqs[0]) == full - len(render_ids(tok, pair.chosen_conversation))
     # a reply that alone exceeds the limit is skipped, never cut

@@ -6,6 +6,7 @@ import pytest
 from tiny import build_model, build_tokenizer
 from rmkit.data import Message, PreferencePair
 from rmkit.score.scorer import RewardScorer, ScorerConfig
+from rmkit.score import base
 from rmkit.train.data import PairTooLongError, encode_pair, heldout_split
 
 
@@ -24,7 +25,7 @@ def test_truncate_matches_scorer():
     scorer = RewardScorer(build_model("llama", tok), tok, ScorerConfig(max_length=limit, truncation="truncate"))
     stats = Counter()
     ours = encode_pair(tok, LONG, limit, "truncate", stats)
-    assert list(ours) == [list(x) for x in scorer._encode_pair(LONG)]
+    assert list(ours) == [list(x) for x in base.encode_pair(scorer, LONG)]
     assert len(ours[0]) == limit and ours[0][0] == tok.bos_token_id and stats["truncated"] == 1
 
 

@@ -184,7 +184,6 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
     """Fit a temperature T so that P(a > b) = sigmoid((r_a - r_b) / T) is calibrated on labelled pairs."""
     from rmkit.data import load_pairs
     from rmkit.evaluate.calibrate import calibrate, reliability_png
-    from rmkit.score.calibration import CALIBRATION_FILE
     from rmkit.data.schema import check_errors
     from rmkit.evaluate.common import json_safe
 
@@ -202,24 +201,36 @@ def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs h
     if report is not None:
         result["reliability_png"] = str(reliability_png(result, Path(report) / "reliability.png"))
     write_json_atomic(output, json_safe(result))
-    table = Table(title=f"calibration on {len(pairs)} pairs (T = {result['temperature']:.4g})")
+    print_calibration(result)
+    if save:
+        save_temperature(sc, result, data)
+    console.print(f"wrote {output}")
+
+
+def print_calibration(result: dict) -> None:
+    table = Table(title=f"calibration on {result['n_pairs']} pairs (T = {result['temperature']:.4g})")
     for col in ("", "log-loss", "Brier", "ECE"):
         table.add_column(col, justify="left" if not col else "right")
     for key, name in (("before", "raw sigmoid(r_a - r_b)"), ("after", "sigmoid((r_a - r_b) / T)")):
         m = result[key]
         table.add_row(name, f"{m['log_loss']:.4f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}")
     Console().print(table)
-    if save:
-        folder = Path(getattr(getattr(getattr(sc, "model", None), "config", None), "_name_or_path", "") or "")
-        if not folder.is_dir():
-            raise ValueError("--save needs a model loaded from a local folder (the calibration goes beside it)")
-        write_json_atomic(folder / CALIBRATION_FILE, json_safe({
-            "temperature": result["temperature"], "fitted_on": str(data), "n_pairs": result["n_pairs"],
-            "reward_mean": result["reward_stats"]["mean"], "reward_std": result["reward_stats"]["std"],
-            "before": {k: result["before"][k] for k in ("log_loss", "brier", "ece")},
-            "after": {k: result["after"][k] for k in ("log_loss", "brier", "ece")}}))
-        console.print(f"saved T beside the model: {folder / CALIBRATION_FILE}")
-    console.print(f"wrote {output}")
+
+
+def save_temperature(sc, result: dict, data: str) -> None:
+    """calibration.json beside the scorer's local model folder: the scorers read T from it."""
+    from rmkit.evaluate.common import json_safe
+    from rmkit.score.calibration import CALIBRATION_FILE
+
+    folder = Path(getattr(getattr(getattr(sc, "model", None), "config", None), "_name_or_path", "") or "")
+    if not folder.is_dir():
+        raise ValueError("--save needs a model loaded from a local folder (the calibration goes beside it)")
+    write_json_atomic(folder / CALIBRATION_FILE, json_safe({
+        "temperature": result["temperature"], "fitted_on": str(data), "n_pairs": result["n_pairs"],
+        "reward_mean": result["reward_stats"]["mean"], "reward_std": result["reward_stats"]["std"],
+        "before": {k: result["before"][k] for k in ("log_loss", "brier", "ece")},
+        "after": {k: result["after"][k] for k in ("log_loss", "brier", "ece")}}))
+    console.print(f"saved T beside the model: {folder / CALIBRATION_FILE}")
 
 
 def compare_cmd(results_a: Path = typer.Argument(..., help="results.json of model A"),

@@ -87,10 +87,22 @@ class ScorerActor:
             return json.loads(batch["text"][i])
         return {k: _plain(v[i]) for k, v in batch.items() if k != "path"}
 
-    def __call__(self, batch: dict) -> dict:
+    def _parse(self, row: dict, path: str):
+        """A row as its shard's plan reads it: a conversation, or a pair; a DataError naming the problem."""
         from rmkit.data.schema import to_conversation
         from rmkit.data.sources import PARSERS
 
+        plan = self.plans[path]
+        if plan["kind"] == "conv":
+            if plan["key"] not in row:
+                raise DataError("missing", file=path, field=plan["key"])
+            return to_conversation(row[plan["key"]], where={"file": path, "field": plan["key"]})
+        parser = PARSERS.get(plan["format"])
+        if parser is None:
+            raise DataError(f"format {plan['format']!r} groups several rows: use the local engine", file=path)
+        return parser(row, file=path, index=None)
+
+    def __call__(self, batch: dict) -> dict:
         if self.fail_once:  # tests: this actor process dies once, mid-run, the first time it is called
             marker = Path(self.fail_once)
             if not marker.exists():
@@ -102,21 +114,11 @@ class ScorerActor:
         n = len(paths)
         convs, pairs, kinds, errors = [], [], [], [""] * n
         for i, path in enumerate(paths):
-            plan = self.plans[path]
             try:
                 row = self._row(batch, i)
-                ident = str(row.get("id", "")) if isinstance(row, dict) else ""
-                if plan["kind"] == "conv":
-                    if plan["key"] not in row:
-                        raise DataError("missing", file=path, field=plan["key"])
-                    convs.append((i, to_conversation(row[plan["key"]], where={"file": path, "field": plan["key"]})))
-                else:
-                    parser = PARSERS.get(plan["format"])
-                    if parser is None:
-                        raise DataError(f"format {plan['format']!r} groups several rows: use the local engine",
-                                        file=path)
-                    pairs.append((i, parser(row, file=path, index=None)))
-                kinds.append(ident)
+                item = self._parse(row, path)
+                (convs if self.plans[path]["kind"] == "conv" else pairs).append((i, item))
+                kinds.append(str(row.get("id", "")) if isinstance(row, dict) else "")
             except (DataError, ValueError, KeyError, TypeError) as e:
                 errors[i] = f"{getattr(e, 'skip_key', None) or type(e).__name__}\t{e}"
                 kinds.append("")
@@ -232,8 +234,6 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
                  num_gpus: float = 0, address: str | None = None, format: str = "auto", errors: str = "raise",
                  max_restarts: int = 3, progress=None, fail_once: str | None = None) -> dict:
     """Score every shard not yet in `out_dir`; returns counts (shards done / skipped, rows, seconds)."""
-    import ray
-
     from rmkit.data.schema import check_errors
 
     check_errors(errors)
@@ -248,30 +248,39 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
         return stats
     plans = {str(s): _shard_plan(s, format) for s in pending}
     _init_ray(address, actors, num_cpus, progress is None)
-    paths = [str(s) for s in pending]
-    if pending[0].suffix == ".parquet":
-        ds = ray.data.read_parquet(paths, include_paths=True)
-    else:
-        ds = ray.data.read_text(paths, include_paths=True, drop_empty_lines=True,
-                                **({"arrow_open_stream_args": {"compression": "gzip"}}
-                                   if pending[0].name.endswith(".gz") else {}))
-    ds = _scored(ds, dict(model=model, options=options or {}, backend=backend, plans=plans, fail_once=fail_once),
+    ds = _scored(_read_shards(pending), dict(model=model, options=options or {}, backend=backend, plans=plans,
+                                             fail_once=fail_once),
                  actors=actors, batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus,
                  max_restarts=max_restarts)
-    skipped: Counter = Counter()
     started = time.monotonic()
+    skipped = _write_shards(ds, targets, plans, errors, stats, progress)
+    stats["seconds"] = round(time.monotonic() - started, 2)
+    stats["skipped_rows"] = dict(sorted(skipped.items()))
+    return stats
+
+
+def _read_shards(pending: Sequence[Path]):
+    """A Ray dataset of the shards' rows, each with its shard's path (parquet rows, or jsonl lines)."""
+    import ray
+
+    paths = [str(s) for s in pending]
+    if pending[0].suffix == ".parquet":
+        return ray.data.read_parquet(paths, include_paths=True)
+    return ray.data.read_text(paths, include_paths=True, drop_empty_lines=True,
+                              **({"arrow_open_stream_args": {"compression": "gzip"}}
+                                 if pending[0].name.endswith(".gz") else {}))
+
+
+def _write_shards(ds, targets: dict, plans: dict, errors: str, stats: dict, progress) -> Counter:
+    """Write each shard's scored rows to its target, atomically, as its rows arrive (Ray keeps a shard's rows
+    together and in order); malformed rows under the row-error rule. Returns the skipped-row counts."""
+    skipped: Counter = Counter()
     current, rows, index = None, [], 0
-
-    def flush():
-        if current is not None:
-            write_jsonl_atomic(targets[current], rows)
-            stats["shards_written"] += 1
-
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for i, path in enumerate(batch["path"]):
             path = str(path)
             if path != current:
-                flush()
+                _flush(targets, current, rows, stats)
                 current, rows, index = path, [], 0
             index += 1
             err = batch["error"][i]
@@ -280,20 +289,27 @@ def score_shards(inputs: Sequence[str | Path], out_dir: str | Path, *, model: st
                 on_row_error(DataError(f"{message} (non-empty row {index - 1} of the shard)", file=path),
                              errors, skipped, key=key)
                 continue
-            row = {"row": index - 1, "id": str(batch["id"][i]) or str(index - 1)}
-            if plans[path]["kind"] == "conv":
-                row["reward"] = _value(batch["reward"][i])
-            else:
-                row.update(chosen_reward=_value(batch["chosen_reward"][i]),
-                           rejected_reward=_value(batch["rejected_reward"][i]))
-            rows.append(row)
+            rows.append(_scored_row(batch, i, index - 1, plans[path]["kind"]))
             stats["rows"] += 1
         if progress is not None:
             progress(len(batch["path"]))
-    flush()
-    stats["seconds"] = round(time.monotonic() - started, 2)
-    stats["skipped_rows"] = dict(sorted(skipped.items()))
-    return stats
+    _flush(targets, current, rows, stats)
+    return skipped
+
+
+def _flush(targets: dict, current: str | None, rows: list, stats: dict) -> None:
+    if current is not None:
+        write_jsonl_atomic(targets[current], rows)
+        stats["shards_written"] += 1
+
+
+def _scored_row(batch, i: int, row: int, kind: str) -> dict:
+    out = {"row": row, "id": str(batch["id"][i]) or str(row)}
+    if kind == "conv":
+        out["reward"] = _value(batch["reward"][i])
+    else:
+        out.update(chosen_reward=_value(batch["chosen_reward"][i]), rejected_reward=_value(batch["rejected_reward"][i]))
+    return out
 
 
 def _value(x) -> float | None:

@@ -48,6 +48,34 @@ def policy_family(value: str) -> str:
                                  f"tokenizer with a known chat template: {e}", param_hint="--policy-template")
 
 
+def server_config(host: str, port: int, key: Optional[str], **options):
+    """The ServeConfig, after the bind check (only loopback without a key); prints the capability URL."""
+    from rich.console import Console
+
+    from rmkit.serve.config import LOOPBACK, ServeConfig
+
+    if host not in LOOPBACK and key is None:
+        raise typer.BadParameter(f"binding {host} needs an API key: set RMKIT_API_KEY (or --api-key-env). Clients "
+                                 "that send no header (OpenRLHF) use the capability URL http://HOST:PORT/k/<key>/"
+                                 "get_reward", param_hint="--host")
+    if key is not None:
+        Console(stderr=True).print(f"capability URLs (no header needed): http://{host}:{port}/k/$RMKIT_API_KEY/"
+                                   "<endpoint>, e.g. OpenRLHF's --reward.remote_url .../k/<key>/get_reward")
+    return ServeConfig(host=host, port=port, api_key=key, **options)
+
+
+def server_scorer_options(spec: ScorerSpec) -> dict:
+    """What a server's scorer adds to the flags: 64 conversations per forward by default, no progress bar;
+    under vllm the AsyncLLM engine (its scheduler batches concurrent requests)."""
+    extra = {"max_batch_size": spec.options.get("max_batch_size") or 64, "show_progress": False}
+    if spec.backend == "vllm":
+        extra.update(vllm_engine="async", tensor_parallel_size=spec.options.get("tensor_parallel_size") or 1)
+    elif {"tensor_parallel_size", "gpu_memory_utilization"} & set(spec.options):
+        raise typer.BadParameter("--tensor-parallel-size and --gpu-memory-utilization are vLLM options: "
+                                 "add --backend vllm")
+    return extra
+
+
 @scorer_options(skip=("baseline", "engine", "actors", "gpus_per_actor", "address", "seed"))
 def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
               port: int = typer.Option(8000, "--port"),
@@ -69,32 +97,15 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="address to b
               log_level: str = typer.Option("info", "--log-level"),
               *, spec: ScorerSpec = None):
     """Serve raw rewards over HTTP: /v1/rewards, /v1/compare, /v1/rank, /get_reward, /classify."""
-    from rich.console import Console
-
     from rmkit.serve.app import serve
-    from rmkit.serve.config import LOOPBACK, ServeConfig
 
     if spec.model is None:
         raise typer.BadParameter("name the reward model to serve", param_hint="--model")
-    key = _api_key(api_key_env)
-    if host not in LOOPBACK and key is None:
-        raise typer.BadParameter(f"binding {host} needs an API key: set RMKIT_API_KEY (or --api-key-env). Clients "
-                                 "that send no header (OpenRLHF) use the capability URL http://HOST:PORT/k/<key>/"
-                                 "get_reward", param_hint="--host")
-    cfg = ServeConfig(host=host, port=port, api_key=key, model_name=spec.model, max_body_bytes=max_body_bytes,
-                      max_conversations=max_conversations, max_queue=max_queue, max_wait_ms=max_wait_ms,
-                      pool_batches=pool_batches, graceful_timeout_s=graceful_timeout, on_error_reward=on_error_reward,
-                      policy_template=policy_family(policy_template))
-    if key is not None:
-        Console(stderr=True).print(f"capability URLs (no header needed): http://{host}:{port}/k/$RMKIT_API_KEY/"
-                                   "<endpoint>, e.g. OpenRLHF's --reward.remote_url .../k/<key>/get_reward")
-    extra = {"max_batch_size": spec.options.get("max_batch_size") or 64, "show_progress": False}
-    if spec.backend == "vllm":
-        extra.update(vllm_engine="async", tensor_parallel_size=spec.options.get("tensor_parallel_size") or 1)
-    elif {"tensor_parallel_size", "gpu_memory_utilization"} & set(spec.options):
-        raise typer.BadParameter("--tensor-parallel-size and --gpu-memory-utilization are vLLM options: "
-                                 "add --backend vllm")
-    scorer = spec.build(**extra)
+    cfg = server_config(host, port, _api_key(api_key_env), model_name=spec.model, max_body_bytes=max_body_bytes,
+                        max_conversations=max_conversations, max_queue=max_queue, max_wait_ms=max_wait_ms,
+                        pool_batches=pool_batches, graceful_timeout_s=graceful_timeout,
+                        on_error_reward=on_error_reward, policy_template=policy_family(policy_template))
+    scorer = spec.build(**server_scorer_options(spec))
     try:
         serve(scorer, cfg, log_level=log_level)
     finally:
