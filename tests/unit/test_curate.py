@@ -8,7 +8,7 @@ import yaml
 
 from rmkit.curate import CurateConfig, load_config
 from rmkit.curate.filters import drop_identical, exact_dedup, length_limits
-from rmkit.curate.recipe import apply_overrides
+from rmkit.curate.config import apply_overrides
 from rmkit.curate.select import apply_quota, quota_count, top_k_per_category
 from rmkit.data import Message, PreferencePair
 

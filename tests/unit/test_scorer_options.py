@@ -9,7 +9,7 @@ import pytest
 import typer
 
 from rmkit.cli import app
-from rmkit.score.base import ScorerConfig
+from rmkit.score.config import ScorerConfig
 from rmkit.score.options import ScorerSpec, all_flags, scorer_options
 
 SCORING = [("eval", "rewardbench"), ("eval", "rewardbench2"), ("eval", "rmbench"), ("eval", "judgebench"),

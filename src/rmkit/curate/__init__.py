@@ -3,9 +3,9 @@ dedup, quotas) as one entry function.
 
     rmkit curate --config configs/curate/skywork-80k.yaml [key=value ...]
 
-See run.py (entry function), recipe.py (config), select.py, filters.py, report.py. No torch here.
+See run.py (entry function), config.py (the recipe: CurateConfig), select.py, filters.py, report.py. No torch here.
 """
-from rmkit.curate.recipe import CurateConfig, load_config
+from rmkit.curate.config import CurateConfig, load_config
 from rmkit.curate.run import curate
 
 __all__ = ["CurateConfig", "curate", "load_config"]

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import asdict
 
 from rmkit.curate.filters import drop_identical, exact_dedup, length_limits, rm_consistency
-from rmkit.curate.recipe import CurateConfig, SourceSpec
+from rmkit.curate.config import CurateConfig, SourceSpec
 from rmkit.curate.report import CurateReport, write_report
 from rmkit.curate.select import apply_quota, top_k_per_category
 from rmkit.data.io import read_rows, write_rows

@@ -1,0 +1,15 @@
+"""rmkit.score: rewards for conversations, pairs and best-of-N rows, on any backend (hf, vllm; Ray over them).
+
+    from rmkit.score import ScorerConfig, build_scorer, score_file
+    scorer = build_scorer("smollm2-135m-rm", dtype="float32")        # ScorerConfig's fields as keywords
+    score_file("pairs.jsonl", "scored.jsonl", scorer)                  # what `rmkit score` runs
+
+Modules: config (ScorerConfig: the options), factory (build_scorer: the one way to build a scorer), protocol
+(Scorer, IdBackend), base (what every backend shares), scorer (hf), vllm_scorer, ray_engine, run (score_file),
+options (the CLI flags every command shares), cli (`rmkit score`). Importing this package imports no torch.
+"""
+from rmkit.score.config import ScorerConfig
+from rmkit.score.factory import build_scorer
+from rmkit.score.run import score_file
+
+__all__ = ["ScorerConfig", "build_scorer", "score_file"]

@@ -6,7 +6,7 @@
     build_scorer(baseline="length")                                  # no model
 
 Every CLI (eval, score, serve, calibrate, curate's rm filter) and integration builds through it; the
-scorer options are `ScorerConfig`'s (hf) or `VLLMConfig`'s (vllm).
+scorer options are `rmkit.score.config.ScorerConfig`'s (hf) or `VLLMConfig`'s (vllm).
 """
 from __future__ import annotations
 

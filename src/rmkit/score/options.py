@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from rmkit.score.base import ScorerConfig
+from rmkit.score.config import ScorerConfig
 from rmkit.score.local import BACKENDS
 
 

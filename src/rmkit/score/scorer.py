@@ -26,7 +26,8 @@ from rmkit.data.schema import to_conversation
 from rmkit.models.chat import render_ids
 from rmkit.models.group_attention import ONE_ROW, layered, per_group
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
-from rmkit.score.base import CONVERSATION_API, POLICIES, ScorerConfig, TooLongError, context_groups  # noqa: F401
+from rmkit.score.base import CONVERSATION_API, TooLongError, context_groups  # noqa: F401
+from rmkit.score.config import POLICIES, ScorerConfig  # noqa: F401
 from rmkit.score.batching import token_budget_batches
 from rmkit.score.pooling import PoolingHead
 

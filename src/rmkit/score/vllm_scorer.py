@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
-from rmkit.score.base import CONVERSATION_API, POLICIES, ScorerConfig
+from rmkit.score.base import CONVERSATION_API
+from rmkit.score.config import POLICIES, ScorerConfig
 
 log = logging.getLogger("rmkit")
 
