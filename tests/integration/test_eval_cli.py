@@ -153,3 +153,28 @@ def test_rewardbench2_fixture_is_labelled_partial(tmp_path):
     res = json.loads(out.read_text())
     assert res["complete"] is False and set(res["short_subsets"]) | set(res["missing_subsets"]) >= {"Factuality"}
     assert "PARTIAL" in result.output
+
+
+def test_rmb_command_scores_the_official_layout_and_says_what_is_missing(tmp_path):
+    """`rmkit eval rmb` on RMB-format files: the length baseline's accuracies, counted here independently from
+    the files (pairwise: chosen strictly longer; best-of-N: bon_best strictly longer than every loser)."""
+    root = Path(__file__).parents[1] / "fixtures" / "rmb" / "RMB_dataset"
+    right: dict[str, list[bool]] = {}
+    for f in sorted(root.rglob("*.json")):
+        kind, goal = f.relative_to(root).parts[:2]
+        for row in json.loads(f.read_text()):
+            if kind == "Pairwise_set":
+                ok = len(row["chosen"]["answer"]) > len(row["reject"]["answer"])
+            else:
+                best = len(row["bon_best"]["answer"])
+                ok = all(best > len(x["answer"]) for x in row["loser_list"])
+            right.setdefault(f"{goal} {'BoN' if kind == 'BoN_set' else 'Pairwise'}", []).append(ok)
+    out = tmp_path / "rmb.json"
+    result = run("eval", "rmb", "--scorer", "length", "--data", root, "--output", out, "--n-boot", 50)
+    res = json.loads(out.read_text())
+    assert res["benchmark"] == "rmb" and res["model"] == "length"
+    for section, oks in right.items():
+        assert res["sections"][section] == pytest.approx(sum(oks) / len(oks)), section
+    assert res["score"] == pytest.approx(sum(sum(o) / len(o) for o in right.values()) / 4)
+    assert res["complete"] is False and len(res["missing_files"]) == 98 - len(list(root.rglob("*.json")))
+    assert "partial" in result.output and "more (all in the results' missing_subsets)" in " ".join(result.output.split())

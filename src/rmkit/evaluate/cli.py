@@ -6,6 +6,7 @@
     rmkit eval rmbench --model M --data total_dataset.json --output rmb.json
     rmkit eval judgebench --model M --output jb.json             # hub ScalerLab/JudgeBench split gpt
     rmkit eval pairwise --scorer length --data ../shared/data/llmbar --output llmbar.json --report out/
+    rmkit eval rmb --model M --data RMB_dataset/ --output rmb.json   # RMB's repository folder (no hub copy)
     rmkit compare a.json b.json --output cmp.json
 """
 from __future__ import annotations
@@ -174,6 +175,22 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
 
 
 @scorer_options()
+def rmb_cmd(data: Optional[str] = typer.Option(None, "--data", help="RMB_dataset/ (or a set, goal or scenario "
+                                                                    "inside it; default: under RMKIT_DATA_DIR)"),
+            output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
+            errors: str = ErrorsOpt, *, spec: ScorerSpec = None):
+    """RMB (49 scenarios, helpfulness / harmlessness, pairwise and best-of-N) with its official scoring: a
+    best-of-N item is right only when the best answer beats every loser; missing files make it partial."""
+    from rmkit.evaluate.rmb import run_rmb
+
+    sc = spec.build()
+    skipped = Counter()
+    results = run_rmb(sc, data, n_boot=n_boot, seed=spec.seed, errors=errors, skipped=skipped)
+    console.print(f"RMB: {results['n_pairs']} pairs, {results['n_bon']} best-of-N items, scorer {sc.name}")
+    finish(_with_stats(results, sc), output, report, "RMB", skipped)
+
+
+@scorer_options()
 def calibrate_cmd(data: str = typer.Option(..., "--data", help="labelled pairs held out from training "
                                                                "(any pair format rmkit reads)"),
                   output: Path = OutputOpt, report: Optional[Path] = typer.Option(
@@ -275,5 +292,6 @@ def register(app, eval_app) -> None:
     eval_app.command("rmbench")(rmbench_cmd)
     eval_app.command("judgebench")(judgebench_cmd)
     eval_app.command("pairwise")(pairwise_cmd)
+    eval_app.command("rmb")(rmb_cmd)
     app.command("compare")(compare_cmd)
     app.command("calibrate")(calibrate_cmd)

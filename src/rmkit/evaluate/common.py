@@ -92,8 +92,11 @@ def partial_note(results: Mapping[str, Any]) -> str | None:
         return ("subsample (asked for): an estimate with intervals, not comparable with the leaderboard "
                 "as a figure")
     parts = []
-    if results.get("missing_subsets"):
-        parts.append("missing " + ", ".join(results["missing_subsets"]))
+    missing = results.get("missing_subsets") or []
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more (all in the results' missing_subsets)"
+                                          if len(missing) > 6 else "")
+        parts.append("missing " + shown)
     if results.get("short_subsets"):
         parts.append("short " + ", ".join(f"{s} ({a}/{b})" for s, (a, b) in results["short_subsets"].items()))
     if results.get("skipped_rows"):
