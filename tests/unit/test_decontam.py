@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import operator
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -165,10 +166,9 @@ def test_a_dying_worker_is_an_error_not_a_hang():
     # two slow calls first, so both workers are running before one dies (ProcessPoolExecutor
     # starts its workers on demand, and on Python 3.11 a worker still starting when another dies
     # is never stopped)
-    calls = [(0, time.sleep, (0.5,)), (1, time.sleep, (0.5,)), (2, os._exit, (3,)),
-             (3, divmod, (9, 2))]
+    calls = [(time.sleep, 0.5), (time.sleep, 0.5), (os._exit, 3), (divmod, 9, 2)]
     with pytest.raises(BrokenProcessPool):
-        list(stream.in_order(iter(calls), index, workers=2))
+        list(stream.in_order(operator.call, iter(calls), index, workers=2))
     assert multiprocessing.active_children() == []
 
 

@@ -84,9 +84,13 @@ def pair_texts(pair: Any, turns: str = "first") -> list[str]:
     """The texts of a pair (a PreferencePair or its dict) that decontamination looks at."""
     if turns not in TURNS:
         raise ValueError(f"turns must be one of {TURNS}, got {turns!r}")
+    if turns == "first":  # the common case, once per training row: no list of the whole prompt
+        for m in _messages(pair, "prompt"):
+            role, content = _role_content(m)
+            if role == "user":
+                return [content]
+        return [""]
     prompt = [_role_content(m) for m in _messages(pair, "prompt")]
-    if turns == "first":
-        return [next((c for r, c in prompt if r == "user"), "")]
     if turns == "user":
         return [c for r, c in prompt if r == "user"]
     replies = [_role_content(m) for part in ("chosen", "rejected") for m in _messages(pair, part)]

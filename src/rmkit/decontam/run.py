@@ -29,8 +29,8 @@ from rmkit.decontam.blocks import run_blocks, usable, write_kept
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.ngrams import TURNS, parse_ngram_range, tokenizer
 from rmkit.decontam.report import DecontamReport, write_report
-from rmkit.decontam.stream import Job, default_workers, records, run_all
-
+from rmkit.decontam.rows import Job
+from rmkit.decontam.stream import default_workers, records, run_all
 
 
 @dataclass
@@ -147,10 +147,7 @@ def decontaminate(cfg: DecontamConfig) -> DecontamReport:
                 for block, chunk in results:
                     if chunk.error:
                         raise _data_error(*chunk.error)
-                    if block is None:
-                        _write(out, chunk.kept)
-                    else:
-                        write_kept(out, block, chunk.edits)
+                    write_kept(out, block, chunk.kept)
                     _write(rem, chunk.removed)
                     report.add(chunk)
     report.finish(time.perf_counter() - t0)
