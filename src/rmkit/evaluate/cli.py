@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rmkit.data.io import write_json_atomic
-from rmkit.score.options import ScorerSpec, scorer_options
+from rmkit.score.options import JudgeSpec, ScorerSpec, judge_options, scorer_options
 
 console = Console(stderr=True)
 
@@ -31,6 +31,40 @@ ReportOpt = typer.Option(None, "--report", help="folder for a markdown + PNG + H
 NBootOpt = typer.Option(1000, "--n-boot", help="bootstrap resamples for the 95% intervals")
 ErrorsOpt = typer.Option("raise", "--errors", help="malformed rows: raise (a named error) | skip (counted, "
                                                     "with the reason, in the results)")
+
+
+def use_judge(judge: JudgeSpec, spec: ScorerSpec, benchmark: str) -> bool:
+    """Whether this run is a judge's: refused (a BadParameter with the reason) where the benchmark defines
+    no judge protocol, or when a reward model is named as well."""
+    if judge.judge is None:
+        return False
+    from rmkit.evaluate.judging import NO_PROTOCOL
+
+    if benchmark in NO_PROTOCOL:
+        raise typer.BadParameter(NO_PROTOCOL[benchmark], param_hint="--judge")
+    if spec.name is not None:
+        raise typer.BadParameter("give a reward model (--model / --scorer) or a judge (--judge), not both")
+    return True
+
+
+def print_judge(results: dict) -> None:
+    j = results["judge"]
+    if j.get("picks_first") is not None:
+        lo, hi = j["picks_first_interval"]
+        console.print(f"judge: picks the answer shown first in {100 * j['picks_first']:.1f}% of verdicts "
+                      f"({100 * lo:.1f}-{100 * hi:.1f}); ", end="")
+    if j.get("consistency") is not None:
+        lo, hi = j["consistency_interval"]
+        console.print(f"the same answer in both orders for {100 * j['consistency']:.1f}% of pairs "
+                      f"({100 * lo:.1f}-{100 * hi:.1f}); ", end="")
+    console.print(f"{j['unparseable']} unparseable, {j['failed_requests']} failed requests "
+                  f"({j['protocol']})")
+
+
+def print_judge_ratings(results: dict) -> None:
+    j = results["judge"]
+    console.print(f"judge: {j['ratings']} ratings, mean {j['mean_rating']}, {j['unparseable']} unparseable "
+                  f"(scored -1), {j['failed_requests']} failed requests ({j['protocol']})")
 
 
 def print_row(row: dict[str, str], title: str) -> None:
@@ -70,18 +104,29 @@ def finish(results: dict, output: Path, report: Optional[Path], title: str, skip
 
 
 @scorer_options()
+@judge_options()
 def rewardbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                         None, help="stratified by subset, seeded"),
                     output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
                     errors: str = ErrorsOpt,
-                    *, spec: ScorerSpec = None):
+                    *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """RewardBench v1 (filtered split) with the official scoring."""
     from rmkit.evaluate.common import attach_pair_diagnostics
     from rmkit.evaluate.rewardbench import evaluate_rewardbench, load_rewardbench
 
-    sc = spec.build()
     skipped = Counter()
     pairs = load_rewardbench(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
+    if use_judge(judging, spec, "rewardbench"):
+        from rmkit.evaluate.judging import MAX_TOKENS, judge_rewardbench
+        from rmkit.evaluate.rewardbench import FILTERED_COUNTS
+        from rmkit.evaluate.common import completeness
+
+        results = judge_rewardbench(judging.build(MAX_TOKENS["rewardbench"]), pairs, n_boot=n_boot, seed=spec.seed)
+        results.update(completeness({s: v["n"] for s, v in results["subsets"].items()}, FILTERED_COUNTS,
+                                    subsample=bool(subsample)), n_pairs=len(pairs))
+        finish(results, output, report, "RewardBench v1 (judge)", skipped)
+        return print_judge(results)
+    sc = spec.build()
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
     _with_stats(results, sc)
@@ -98,17 +143,25 @@ def _with_stats(results: dict, sc) -> dict:
 
 
 @scorer_options()
+@judge_options()
 def rewardbench2_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                          None, help="n items per subset (Ties: n prompts), seeded"),
                      output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
                      errors: str = ErrorsOpt,
-                     *, spec: ScorerSpec = None):
+                     *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """RewardBench 2 (best-of-4 with shared ties, the Ties formula; mean of six subsets)."""
     from rmkit.evaluate.rewardbench2 import evaluate_rewardbench2, load_rewardbench2
 
-    sc = spec.build()
     skipped = Counter()
     items = load_rewardbench2(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
+    if use_judge(judging, spec, "rewardbench2"):
+        from rmkit.evaluate.judging import MAX_TOKENS, judge_rewardbench2
+
+        results = judge_rewardbench2(judging.build(MAX_TOKENS["rewardbench2"]), items, n_boot=n_boot,
+                                     seed=spec.seed, subsample=bool(subsample))
+        finish(results, output, report, "RewardBench 2 (judge, ratings)", skipped)
+        return print_judge_ratings(results)
+    sc = spec.build()
     n = sum(len(it.completions) for it in items)
     console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
     results = evaluate_rewardbench2(sc, items, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
@@ -116,6 +169,7 @@ def rewardbench2_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = t
 
 
 @scorer_options()
+@judge_options()
 def rmbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.Option(
                     None, help="n items per domain, seeded"),
                 domain: Optional[str] = typer.Option(
@@ -123,10 +177,11 @@ def rmbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.
                                "chat_filtered.json)"),
                 output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
                 errors: str = ErrorsOpt,
-                *, spec: ScorerSpec = None):
+                *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """RM-Bench (3x3 style matrix: Easy / Normal / Hard per domain)."""
     from rmkit.evaluate.rmbench import evaluate_rmbench, load_rmbench
 
+    use_judge(judging, spec, "rmbench")
     sc = spec.build()
     skipped = Counter()
     items = load_rmbench(data, subsample=subsample, seed=spec.seed, domain=domain, errors=errors, skipped=skipped)
@@ -138,32 +193,44 @@ def rmbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = typer.
 
 
 @scorer_options()
+@judge_options()
 def judgebench_cmd(data: Optional[str] = DataOpt, output: Path = OutputOpt,
                    report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
                    errors: str = ErrorsOpt, single_game: bool = typer.Option(
                        False, "--single-game", help="the original order only (JudgeBench's README mode "
                                                      "for reward models); default: both orders"),
-                   *, spec: ScorerSpec = None):
+                   judge_prompt: str = typer.Option("vanilla", "--judge-prompt", help="--judge: JudgeBench's "
+                                                    "vanilla or arena_hard judge"),
+                   *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """JudgeBench (both answer orders, or --single-game; micro accuracy per category and source)."""
     from rmkit.evaluate.judgebench import evaluate_judgebench, load_judgebench
 
-    sc = spec.build()
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
+    if use_judge(judging, spec, "judgebench"):
+        from rmkit.evaluate.judging import MAX_TOKENS, judge_judgebench
+
+        results = judge_judgebench(judging.build(MAX_TOKENS.get(judge_prompt, 1024)), pairs, style=judge_prompt,
+                                   single_game=single_game, n_boot=n_boot, seed=spec.seed)
+        finish(results, output, report, f"JudgeBench ({judge_prompt} judge)", skipped)
+        return print_judge(results)
+    sc = spec.build()
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=spec.seed, single_game=single_game)
     finish(_with_stats(results, sc), output, report, "JudgeBench", skipped)
 
 
 @scorer_options()
+@judge_options()
 def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder of files, or a hub id"),
                  output: Path = OutputOpt, report: Optional[Path] = ReportOpt, shuffle: Optional[bool] = typer.Option(
                      None, "--shuffle/--no-shuffle", help="shuffle answer order (default: only "
                      "where the label is constant, e.g. EvalBiasBench)"),
-                 n_boot: int = NBootOpt, errors: str = ErrorsOpt, *, spec: ScorerSpec = None):
+                 n_boot: int = NBootOpt, errors: str = ErrorsOpt, *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
+    use_judge(judging, spec, "pairwise")
     sc = spec.build()
     skipped = Counter()
     pairs = load_labelled_pairs(data, seed=spec.seed, shuffle=shuffle, errors=errors, skipped=skipped)
@@ -175,14 +242,16 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
 
 
 @scorer_options()
+@judge_options()
 def rmb_cmd(data: Optional[str] = typer.Option(None, "--data", help="RMB_dataset/ (or a set, goal or scenario "
                                                                     "inside it; default: under RMKIT_DATA_DIR)"),
             output: Path = OutputOpt, report: Optional[Path] = ReportOpt, n_boot: int = NBootOpt,
-            errors: str = ErrorsOpt, *, spec: ScorerSpec = None):
+            errors: str = ErrorsOpt, *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """RMB (49 scenarios, helpfulness / harmlessness, pairwise and best-of-N) with its official scoring: a
     best-of-N item is right only when the best answer beats every loser; missing files make it partial."""
     from rmkit.evaluate.rmb import run_rmb
 
+    use_judge(judging, spec, "rmb")
     sc = spec.build()
     skipped = Counter()
     results = run_rmb(sc, data, n_boot=n_boot, seed=spec.seed, errors=errors, skipped=skipped)

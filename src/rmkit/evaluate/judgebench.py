@@ -48,15 +48,14 @@ def decide(first: float, second: float) -> str:
 def two_order_credit(label: str, reward_a: float, reward_b: float) -> tuple[int, str, str]:
     """(1 if right else 0, decision in order AB, decision in order BA mapped back to A/B)."""
     d1, d2 = decide(reward_a, reward_b), flip(decide(reward_b, reward_a))
-    counter = sum(1 if d == label else -1 if d == flip(label) else 0 for d in (d1, d2))
-    return int(counter > 0), d1, d2
+    return vote_credit(label, d1, d2), d1, d2
 
 
 def single_game_credit(label: str, reward_a: float, reward_b: float) -> tuple[int, str]:
     """`run_judge.py --single_game` (the README's mode for reward models): the original order only,
     "A>B" if r_A > r_B else "B>A"; right when that is the label (so a reward tie counts for "B>A")."""
     d = decide(reward_a, reward_b)
-    return int(d == label), d
+    return vote_credit(label, d, None), d
 
 
 def category_of(source: str) -> str:
@@ -100,24 +99,49 @@ def load_judgebench(data: str | os.PathLike | None = None, *, errors: str = "rai
 def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, float]], *,
                 n_boot: int = 1000, seed: int = 0, single_game: bool = False) -> dict[str, Any]:
     """Official accuracy (two orders, or the original order only with `single_game`), micro overall,
-    per category and per source, with intervals."""
+    per category and per source, with intervals: a reward model's decisions in each order, scored by
+    `score_decisions`."""
+    decisions = []
+    for p, (rc, rr) in zip(pairs, rewards):
+        ra, rb = (rc, rr) if p.meta["label"] == "A>B" else (rr, rc)
+        decisions.append((decide(ra, rb), None if single_game else flip(decide(rb, ra))))
+    results = score_decisions(pairs, decisions, rewards, n_boot=n_boot, seed=seed)
+    results["n_ties"] = sum(1 for r in results["items"] if r["reward_A"] == r["reward_B"] or
+                            r["reward_A"] is None or r["reward_B"] is None)
+    return results
+
+
+def vote_credit(label: str, d1: str | None, d2: str | None) -> int:
+    """`compute_final_metrics`: game 2's decision comes mapped back to the A/B of game 1; each decision
+    equal to the label votes +1, the opposite label −1, anything else (a tie "A=B", None: an unparseable or
+    failed game) 0; right when the votes sum above 0. One game only (d2 None): right when d1 is the label."""
+    if d2 is None:
+        return int(d1 == label)
+    return int(sum(1 if d == label else -1 if d == flip(label) else 0 for d in (d1, d2)) > 0)
+
+
+def score_decisions(pairs: Sequence[PreferencePair], decisions: Sequence[tuple[str | None, str | None]],
+                    rewards: Sequence[tuple[float, float]] | None = None, *, n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """The official numbers from each pair's decisions ("A>B" | "B>A" | "A=B" | None) in order AB and, mapped
+    back, in order BA (None for a single game): a reward model's (`score_pairs`) or a judge's
+    (`rmkit.evaluate.judging`)."""
     units: dict[str, dict[str, float]] = defaultdict(dict)
     records, view = [], new_view()
-    for k, (p, (rc, rr)) in enumerate(zip(pairs, rewards)):
-        label = p.meta["label"]
-        ra, rb = (rc, rr) if label == "A>B" else (rr, rc)
-        if single_game:
-            (ok, d1), d2 = single_game_credit(label, ra, rb), None
-        else:
-            ok, d1, d2 = two_order_credit(label, ra, rb)
-        src = p.meta["source"]
+    for k, (p, (d1, d2)) in enumerate(zip(pairs, decisions)):
+        label, src = p.meta["label"], p.meta["source"]
+        ok = vote_credit(label, d1, d2)
         units[src][f"{p.id}#{k}"] = float(ok)
         cl, rl = reply_length(p.chosen), reply_length(p.rejected)
-        records.append({"id": p.id, "source": src, "category": p.category, "label": label,
-                        "reward_A": finite(ra), "reward_B": finite(rb), "decision_AB": d1,
-                        "decision_BA": d2, "correct": ok, "chosen_reward": finite(rc),
-                        "rejected_reward": finite(rr), "chosen_len": cl, "rejected_len": rl})
-        add_to_view(view, rc, rr, cl, rl)
+        record = {"id": p.id, "source": src, "category": p.category, "label": label, "decision_AB": d1,
+                  "decision_BA": d2, "correct": ok, "chosen_len": cl, "rejected_len": rl}
+        if rewards is not None:
+            rc, rr = rewards[k]
+            ra, rb = (rc, rr) if label == "A>B" else (rr, rc)
+            record.update(reward_A=finite(ra), reward_B=finite(rb), chosen_reward=finite(rc),
+                          rejected_reward=finite(rr))
+            add_to_view(view, rc, rr, cl, rl)
+        records.append(record)
     sections: dict[str, dict[str, float]] = defaultdict(dict)
     for src, u in sorted(units.items()):
         sections[category_of(src)][src] = float(len(u))  # micro within a category
@@ -125,9 +149,7 @@ def score_pairs(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float, 
     sections = {c: sections[c] for c in sorted(sections, key=lambda c: (order.get(c, 99), c))}
     results = build_results("judgebench", units, sections, "micro", records, view,
                             n_boot=n_boot, seed=seed)
-    results["mode"] = "single game" if single_game else "two orders"
-    results["n_ties"] = sum(1 for r in records if r["reward_A"] == r["reward_B"] or
-                            r["reward_A"] is None or r["reward_B"] is None)
+    results["mode"] = "two orders" if any(d2 is not None for _, d2 in decisions) else "single game"
     return results
 
 

@@ -64,8 +64,18 @@ def score_results(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float
                   n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The official numbers from (chosen, rejected) rewards: subsets, sections, score, intervals, items."""
     correct = pairwise_correct([c for c, _ in rewards], [r for _, r in rewards])
-    by_subset: dict[str, list[int]] = defaultdict(list)
-    for p, ok in zip(pairs, correct):
+    items = [{"id": p.id, "subset": p.category, "chosen_reward": c, "rejected_reward": r, "correct": ok}
+             for p, (c, r), ok in zip(pairs, rewards, correct)]
+    return score_credits(pairs, correct, items, n_boot=n_boot, seed=seed)
+
+
+def score_credits(pairs: Sequence[PreferencePair], credits: Sequence[float], items: list[dict[str, Any]], *,
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The official numbers from each pair's credit (1 right, 0 wrong; a judge's 0.5 for an unparseable
+    verdict): subset accuracy = mean credit, sections weighted by the official example counts, intervals
+    resampling pairs within each subset."""
+    by_subset: dict[str, list[float]] = defaultdict(list)
+    for p, ok in zip(pairs, credits):
         by_subset[p.category].append(ok)
     subset_acc = {s: sum(v) / len(v) for s, v in by_subset.items()}
     sections = section_scores(subset_acc, EXAMPLE_COUNTS, SUBSET_MAPPING)
@@ -76,8 +86,7 @@ def score_results(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float
         "subsets": {s: {"accuracy": subset_acc[s], "n": len(by_subset[s])} for s in sorted(by_subset)},
         "intervals": {"level": 0.95, "n_boot": n_boot, "score": list(score_ci),
                       "sections": {k: list(v) for k, v in sec_ci.items()}},
-        "items": [{"id": p.id, "subset": p.category, "chosen_reward": c, "rejected_reward": r,
-                   "correct": ok} for p, (c, r), ok in zip(pairs, rewards, correct)],
+        "items": items,
     }
 
 

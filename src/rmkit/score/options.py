@@ -15,7 +15,7 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 
@@ -120,36 +120,86 @@ class ScorerSpec:
                             **{**self.model_options, **extra})
 
 
+def with_flags(flags: Sequence[Flag], arg: str, value: Callable[[dict], Any], *, panel: str,
+               optional: bool = False) -> Callable:
+    """A decorator adding `flags` to a typer command, which receives what they say as one keyword argument
+    `arg` = value({flag name: given value}). optional=True: every flag's default is None."""
+
+    def decorate(fn: Callable) -> Callable:
+        own = inspect.signature(fn)
+        clash = {f.name for f in flags} & set(own.parameters)
+        if clash:
+            raise TypeError(f"{fn.__name__} defines scorer flags itself: {sorted(clash)}")
+        added = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                   annotation=Optional[_inner(f.type)] if optional else f.type,
+                                   default=typer.Option(None if optional else f.default, *f.names,
+                                                        help=f.help.replace("[", "\\["),  # not rich markup
+                                                        rich_help_panel=panel))
+                 for f in flags]
+        kept = [p for n, p in own.parameters.items() if n != arg]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            given = {f.name: kwargs.pop(f.name) for f in flags}
+            return fn(**kwargs, **{arg: value(given)})
+
+        command.__signature__ = own.replace(parameters=kept + added)
+        command.__annotations__ = {**typing.get_type_hints(fn), **{p.name: p.annotation for p in added}}
+        command.__annotations__.pop(arg, None)
+        return command
+
+    return decorate
+
+
 def scorer_options(*, overrides: bool = False, skip: tuple[str, ...] = ()) -> Callable:
     """Add every scorer flag to a typer command, which receives them as `spec: ScorerSpec` (overrides=True:
     as `scorer_overrides: dict` of the flags given, every default None). `skip`: flags the command does not
     offer (their defaults apply)."""
+    wanted = [f for f in all_flags() if f.name not in skip]
+    panel = "Scorer (the same in every command)"
+    if overrides:
+        return with_flags(wanted, "scorer_overrides", lambda v: {k: x for k, x in v.items() if x is not None},
+                          panel=panel, optional=True)
+    return with_flags(wanted, "spec", ScorerSpec.from_flags, panel=panel)
 
-    def decorate(fn: Callable) -> Callable:
-        own = inspect.signature(fn)
-        wanted = [f for f in all_flags() if f.name not in skip]
-        clash = {f.name for f in wanted} & set(own.parameters)
-        if clash:
-            raise TypeError(f"{fn.__name__} defines scorer flags itself: {sorted(clash)}")
-        added = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                   annotation=Optional[_inner(f.type)] if overrides else f.type,
-                                   default=typer.Option(None if overrides else f.default, *f.names,
-                                                        help=f.help.replace("[", "\\["),  # not rich markup
-                                                        rich_help_panel="Scorer (the same in every command)"))
-                 for f in wanted]
-        kept = [p for n, p in own.parameters.items() if n not in ("spec", "scorer_overrides")]
 
-        @functools.wraps(fn)
-        def command(**kwargs):
-            values = {f.name: kwargs.pop(f.name) for f in wanted}
-            if overrides:
-                return fn(**kwargs, scorer_overrides={k: v for k, v in values.items() if v is not None})
-            return fn(**kwargs, spec=ScorerSpec.from_flags(values))
+JUDGE_FLAGS = (
+    Flag("judge", Optional[str], None, ("--judge",), "a generative judge instead of a reward model: a chat model "
+         "(path, hub id or embedded name, e.g. smollm2-135m-instruct), or with --judge-url the model the endpoint "
+         "serves"),
+    Flag("judge_url", Optional[str], None, ("--judge-url",), "an OpenAI-compatible endpoint (vLLM, SGLang, a "
+         "hosted API; .../v1); its key from RMKIT_JUDGE_API_KEY, else OPENAI_API_KEY"),
+    Flag("judge_api_key_env", Optional[str], None, ("--judge-api-key-env",), "the environment variable holding "
+         "the endpoint's key"),
+    Flag("judge_backend", str, "vllm", ("--judge-backend",), "a local judge's engine: vllm | hf"),
+    Flag("judge_max_tokens", Optional[int], None, ("--judge-max-tokens",), "longest answer [the benchmark's "
+         "official length]"),
+    Flag("judge_concurrency", int, 16, ("--judge-concurrency",), "--judge-url: requests in flight"),
+    Flag("judge_retries", int, 5, ("--judge-retries",), "--judge-url: tries after the first (backoff 1, 2, 4 "
+         "... 30 s); a request still failing counts as an unparseable verdict"),
+)
 
-        command.__signature__ = own.replace(parameters=kept + added)
-        command.__annotations__ = {**typing.get_type_hints(fn), **{p.name: p.annotation for p in added}}
-        for name in ("spec", "scorer_overrides"):
-            command.__annotations__.pop(name, None)
-        return command
 
-    return decorate
+@dataclass(frozen=True)
+class JudgeSpec:
+    """What the judge flags said (`judge` None: no judge, the scorer flags apply)."""
+
+    judge: str | None = None
+    judge_url: str | None = None
+    judge_api_key_env: str | None = None
+    judge_backend: str = "vllm"
+    judge_max_tokens: int | None = None
+    judge_concurrency: int = 16
+    judge_retries: int = 5
+
+    def build(self, default_max_tokens: int):
+        from rmkit.score.judge import build_judge
+
+        return build_judge(self.judge, url=self.judge_url, backend=self.judge_backend,
+                           max_tokens=self.judge_max_tokens or default_max_tokens, concurrency=self.judge_concurrency,
+                           retries=self.judge_retries, api_key_env=self.judge_api_key_env)
+
+
+def judge_options() -> Callable:
+    """Add the judge flags to a typer command, which receives them as `judging: JudgeSpec`."""
+    return with_flags(JUDGE_FLAGS, "judging", lambda v: JudgeSpec(**v), panel="Judge (a generative judge)")
