@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	# paths import (tensordict's _C links no torch; pyvers would downgrade packaging)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0
 	$(PY) -m pip install -q --disable-pip-version-check hydra-core==1.3.8 codetiming==1.4.0 aiohttp==3.14.5 pylatexenc==2.10
+	# allenai/reward-bench's own code for tests/unit/test_dpo.py (its DPOInference), pinned, in a folder of its own:
+	# its wheel also installs top-level `tests` / `scripts` packages and pins another transformers
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .venv/rewardbench rewardbench==0.1.4
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -24,7 +24,7 @@ from rmkit.evaluate.rewardbench import load_rewardbench
 from rmkit.models import embedded
 from rmkit.models.chat import render_ids_with_prompt
 from rmkit.models.groups import split_group
-from rmkit.score.base import ScorerConfig
+from rmkit.score.config import ScorerConfig
 from rmkit.score.dpo import DPOScorer, load_causal_lm
 
 

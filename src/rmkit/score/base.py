@@ -18,7 +18,6 @@ from typing import Any, Sequence
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation
 from rmkit.models.chat import cut_prompt, render_ids, render_text_ids
-from rmkit.score.config import ScorerConfig  # noqa: F401 - until score/dpo.py imports it from score.config
 
 
 class TooLongError(ValueError):

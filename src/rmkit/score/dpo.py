@@ -40,7 +40,8 @@ from rmkit.models.groups import (
     split_group,
     takes_custom_mask,
 )
-from rmkit.score.base import ScorerConfig, context_groups, fit
+from rmkit.score.base import context_groups, fit
+from rmkit.score.config import ScorerConfig
 from rmkit.score.batching import token_budget_batches
 
 REF_FREE = ("sum", "avg", "norm")

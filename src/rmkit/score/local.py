@@ -3,6 +3,7 @@
 
     local_scorer("path/to/rm", backend="vllm", dtype="bfloat16")
     local_scorer(baseline="length")
+    local_scorer("path/to/dpo-policy", ref_model="path/to/reference", beta=0.1)   # a DPO model's implicit reward
 
 `rmkit.score.factory.build_scorer` is the one entry point (it adds the Ray engine over this); the Ray
 actors call this directly, so that the factory and the engine do not import each other.
@@ -36,4 +37,23 @@ def local_scorer(model: str | None = None, baseline: str | None = None, *, seed:
         if baseline not in BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
         return BASELINES[baseline](seed=seed) if baseline == "random" else BASELINES[baseline]()
-    return backend_class(backend).from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    dpo = {k: options.pop(k) for k in DPO_OPTIONS if k in options}
+    if dpo:
+        return dpo_scorer(model, backend, **dpo, **options)
+    return backend_class(backend).from_pretrained(model, **options)
+
+
+DPO_OPTIONS = ("ref_model", "ref_free", "beta")
+"""The options that make `model` a DPO policy scored by its implicit reward (`rmkit.score.dpo`)."""
+
+
+def dpo_scorer(model: str, backend: str, ref_model: str | None = None, ref_free: str | None = None,
+               beta: float | None = None, **options: Any):
+    """β·(log π(y|x) − log π_ref(y|x)) of the policy `model` against `ref_model` (or a reference-free variant)."""
+    if backend != "hf":
+        raise ValueError(f"DPO implicit rewards (--ref-model / --ref-free) run on backend hf, not {backend!r}")
+    from rmkit.score.dpo import DPOScorer
+
+    return DPOScorer.from_pretrained(model, ref_model, beta=1.0 if beta is None else beta, ref_free=ref_free,
+                                     **options)

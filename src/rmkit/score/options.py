@@ -60,6 +60,14 @@ ENGINE_FLAGS = (
                                                          "ray://host:10001; RAY_ADDRESS) [a local Ray]"),
     Flag("seed", int, 0, ("--seed",), "seed (the random baseline, subsamples, bootstrap)"),
 )
+DPO_FLAGS = (
+    Flag("ref_model", Optional[str], None, ("--ref-model",), "a DPO policy's implicit reward: --model is the "
+         "policy, this its reference; reward = beta * (log pi(y|x) - log pi_ref(y|x)) over the response tokens"),
+    Flag("ref_free", Optional[str], None, ("--ref-free",), "a DPO policy without a reference: sum | avg | norm "
+         "(reward-bench's ref_free_type)"),
+    Flag("beta", Optional[float], None, ("--beta",), "DPO: the beta scaling the implicit reward [1, as "
+         "reward-bench]"),
+)
 VLLM_FLAGS = (
     Flag("tensor_parallel_size", Optional[int], None, ("--tensor-parallel-size",), "vllm: GPUs per model"),
     Flag("gpu_memory_utilization", Optional[float], None, ("--gpu-memory-utilization",),
@@ -75,7 +83,7 @@ def config_flags() -> tuple[Flag, ...]:
 
 
 def all_flags() -> tuple[Flag, ...]:
-    return ENGINE_FLAGS + config_flags() + VLLM_FLAGS
+    return ENGINE_FLAGS + config_flags() + DPO_FLAGS + VLLM_FLAGS
 
 
 ENGINE_NAMES = {f.name for f in ENGINE_FLAGS}
