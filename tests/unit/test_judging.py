@@ -198,3 +198,13 @@ def test_benchmarks_without_a_judge_protocol_say_so():
         args = ["eval", cmd, "--judge", "m", "--output", "x.json"] + (["--data", "d"] if cmd == "pairwise" else [])
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "judge protocol" in " ".join(result.output.split()), cmd
+
+
+def test_the_report_shows_the_judge_beside_the_scores(tmp_path):
+    from rmkit.evaluate.report import write_report
+
+    pairs = [_pair(i, f"good answer {i}", f"bad {i}") for i in range(4)]
+    res = judging.judge_rewardbench(Scripted(lambda m: "[[A]]"), pairs, n_boot=20)
+    summary = write_report(res, tmp_path)["summary"].read_text()
+    assert "## The judge" in summary and "| picks the answer shown first | 100.0 |" in summary
+    assert "| same answer in both orders | 0.0 |" in summary and (tmp_path / "sections.png").exists()

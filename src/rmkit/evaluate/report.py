@@ -140,6 +140,8 @@ def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
                 "|---|---:|---|" + "---:|" * len(doms)]
         out += [f"| {k} | {_pct(v)} | {_ci(lv['intervals'][k]['overall'])} | "
                 + " | ".join(_pct(lv["domains"][d][k]) for d in doms) + " |" for k, v in lv["overall"].items()]
+    if "judge" in results:  # a generative judge: its protocol and its behaviour across answer orders
+        out += _judge_markdown(results["judge"])
     if "ties_components" in results:  # RewardBench 2
         out += ["Ties terms: " + ", ".join(f"{k} {v:.3f}" for k, v in results["ties_components"].items())]
     if results.get("ties", {}).get("n"):
@@ -151,6 +153,21 @@ def _extra_markdown(results: Mapping[str, Any]) -> list[str]:
             out += [f"Accuracy on the non-tie rows only (not the official figure): {_pct(nt['score'])} "
                     f"{_ci(nt['intervals']['score'])}."]
     return [*out, ""] if out else out
+
+
+def _judge_markdown(j: Mapping[str, Any]) -> list[str]:
+    out = ["## The judge", "", f"{j['model']}, {j['protocol']}; answers up to {j['max_tokens']} tokens.", "",
+           "| | value | 95% CI |", "|---|---:|---|"]
+    for key, name in (("picks_first", "picks the answer shown first"), ("consistency", "same answer in both orders")):
+        if j.get(key) is not None:
+            out.append(f"| {name} | {_pct(j[key])} | {_ci(j[f'{key}_interval'])} |")
+    for key, name in (("unparseable", "unparseable verdicts (the benchmark's rule)"),
+                      ("failed_requests", "failed requests (counted as unparseable)")):
+        if key in j:
+            out.append(f"| {name} | {j[key]} | |")
+    for name, v in (j.get("orders") or {}).items():
+        out.append(f"| score, {name} | {_pct(v['score'])} | |")
+    return [*out, ""]
 
 
 def _diagnostics_markdown(d: Mapping[str, Any]) -> list[str]:
