@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import deque
 from contextlib import closing
-from itertools import tee
 from pathlib import Path
 from typing import Iterator
 
@@ -81,20 +81,22 @@ def write_kept(f, block: bytes | None, pieces: list) -> None:
 
 def run_blocks(job: Job, index: NgramIndex, *, workers: int, chunk_size: int
                ) -> Iterator[tuple[bytes, stream.Result]]:
-    """(block, result) in file order; stream.in_order's bounds (the blocks between the one read back
-    and the last one handed out wait in the tee)."""
+    """(block, result) in file order; stream.in_order's bounds (the blocks handed out and not yet
+    read back wait in `held`: at most 2 × workers + 1)."""
     blocks = read_blocks(job.file, chunk_size * BYTES_PER_ROW)
     if workers <= 1:
         for first_row, _, block in blocks:
             yield block, run_block(job, first_row, block, index)
         return
-    mine, theirs = tee(blocks)
-    if job.file.endswith(".gz"):
-        fn, calls = run_block, ((job, first_row, block) for first_row, _, block in theirs)
-    else:
-        path = os.path.abspath(job.file)
-        fn, calls = run_block_at, ((job, first_row, path, offset, len(block))
-                                   for first_row, offset, block in theirs)
-    with closing(stream.in_order(fn, calls, index, workers=workers)) as results:
-        for (_, _, block), result in zip(mine, results):
-            yield block, result
+    held: deque[bytes] = deque()
+    gz, path = job.file.endswith(".gz"), os.path.abspath(job.file)
+
+    def calls():
+        for first_row, offset, block in blocks:
+            held.append(block)
+            yield (job, first_row, block) if gz else (job, first_row, path, offset, len(block))
+
+    fn = run_block if gz else run_block_at
+    with closing(stream.in_order(fn, calls(), index, workers=workers)) as results:
+        for result in results:
+            yield held.popleft(), result
