@@ -1,7 +1,7 @@
 """Decontamination throughput: rmkit vs the sklearn CountVectorizer reference, same data, one run.
 
     RMKIT_DATA_DIR=../shared/data .venv/bin/python bench/decontam_throughput.py \
-        --sizes 100000 1000000 --workers 2 [--reference-max 1000000]
+        --sizes 100000 1000000 --workers 2 [--reference-max 1000000] [--before REF]
 
 The training side is the real contamination mix (LLMBar's five sets = RewardBench llmbar-*, LLMBar's
 MT-Bench / FairEval / LLMEval² pairs, XSTest completion pairs, the four HH-RLHF test splits and the
@@ -23,6 +23,12 @@ user turn shares a 13-gram with a benchmark prompt.
   fitting 1M training prompts' 13-grams would not fit in memory). It reads the same jsonl file and
   writes nothing. One process (sklearn has no parallel transform).
 
+- `--before REF`: rmkit as it was at git REF beside rmkit as it is, on the same generated data: REF is
+  checked out in a git worktree (/tmp/decontam-before-<commit>) and its `src` goes first on the child's
+  sys.path (and PYTHONPATH, for the workers). Alternating runs (after, before, after, ...), best of
+  each, rows checked in full; then one run of each with `check_rows=False`. Prints both throughputs,
+  their ratio, and whether the two wrote the same clean file, removed file and report counts.
+
 Each method runs in its own child process; peak memory is the largest sum of RSS over the child's
 process tree (sampled every 50 ms; pages the workers share, such as the fork server's imports, count
 once per process, so rmkit's figure is an overestimate). Prints `name: value` lines; the last is the headline.
@@ -30,6 +36,7 @@ once per process, so rmkit's figure is an overestimate). Prints `name: value` li
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -37,10 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-
-from rmkit.data import PreferencePair, load_pairs
-from rmkit.data.sources.xstest import load_xstest_pairs
+from typing import Iterator
 
 LLMBAR = ["LLMBar_Natural", "LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_GPTInst",
           "LLMBar_Adversarial_GPTOut", "LLMBar_Adversarial_Manual", "Processed_MT-Bench",
@@ -48,7 +54,10 @@ LLMBAR = ["LLMBar_Natural", "LLMBar_Adversarial_Neighbor", "LLMBar_Adversarial_G
 HH = ["helpful-base", "harmless-base", "helpful-online", "helpful-rejection-sampled"]
 
 
-def base_mix(data: Path) -> list[PreferencePair]:
+def base_mix(data: Path) -> list:
+    from rmkit.data import load_pairs  # here: a child given --src imports rmkit from there
+    from rmkit.data.sources.xstest import load_xstest_pairs
+
     pairs = []
     for name in LLMBAR:
         for i, p in enumerate(load_pairs(data / "llmbar" / f"{name}.json", errors="skip")):
@@ -63,7 +72,7 @@ def base_mix(data: Path) -> list[PreferencePair]:
     return pairs
 
 
-def write_resampled(pairs: list[PreferencePair], n: int, path: Path, seed: int = 0) -> None:
+def write_resampled(pairs: list, n: int, path: Path, seed: int = 0) -> None:
     bodies = []
     for p in pairs:
         d = p.to_dict()
@@ -85,7 +94,15 @@ def run_rmkit(train: str, out: str, workers: int, check_rows: bool) -> dict:
     seconds = time.perf_counter() - t
     with open(f"{out}/removed.jsonl", encoding="utf-8") as f:
         flagged = sorted(json.loads(line)["id"] for line in f)
-    return {"seconds": seconds, "flagged": flagged, "index_seconds": report.index_seconds}
+    digest = hashlib.sha256()
+    for name in ("clean.jsonl", "removed.jsonl"):
+        with open(f"{out}/{name}", "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    counts = sorted([*map(str, report.counts.items()), *map(str, report.subsets.items()),
+                     *map(str, report.skipped.items())])
+    return {"seconds": seconds, "flagged": flagged, "index_seconds": report.index_seconds,
+            "outputs": digest.hexdigest(), "counts": counts}
 
 
 def run_reference(train: str) -> dict:
@@ -112,6 +129,11 @@ def run_reference(train: str) -> dict:
 
 
 def child(args) -> None:
+    if args.src:
+        sys.path.insert(0, args.src)
+        import rmkit
+
+        assert rmkit.__file__.startswith(args.src), f"rmkit imported from {rmkit.__file__}"
     if args.child == "reference":
         result = run_reference(args.train)
     else:
@@ -119,14 +141,18 @@ def child(args) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
-def measured(method: str, train: Path, out: Path, workers: int) -> dict:
-    """Run one method in a child process; add its peak tree RSS (MiB)."""
+def measured(method: str, train: Path, out: Path, workers: int, src: str | None = None) -> dict:
+    """Run one method in a child process (rmkit from `src` when given); add its peak tree RSS (MiB)."""
     import psutil
 
     result = out / f"{method}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--train", str(train),
            "--out", str(out), "--workers", str(workers), "--result", str(result)]
-    proc = subprocess.Popen(cmd)
+    env = dict(os.environ)
+    if src:
+        cmd += ["--src", src]
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (src, env.get("PYTHONPATH")) if x)
+    proc = subprocess.Popen(cmd, env=env)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -154,11 +180,41 @@ def _print(name: str, n: int, runs: list[dict]) -> dict:
     return best
 
 
+def bench_before(n: int, args, train: Path, tmp: Path) -> None:
+    """rmkit at --before beside rmkit now: alternating runs, best of each, rows checked in full;
+    then one run of each with check_rows=False. Same data, same outputs expected."""
+    runs: dict[str, list[dict]] = {"after": [], "before": []}
+    for _ in range(args.repeats):
+        for name, src in (("after", None), ("before", args.before_src)):
+            (tmp / name).mkdir(exist_ok=True)
+            runs[name].append(measured("rmkit", train, tmp / name, args.workers, src))
+    fast = {name: measured("rmkit-prompt-only", train, tmp / name, args.workers, src)
+            for name, src in (("after", None), ("before", args.before_src))}
+    after, before = _print("after", n, runs["after"]), _print("before", n, runs["before"])
+    _print("after_no_check_rows", n, [fast["after"]])
+    _print("before_no_check_rows", n, [fast["before"]])
+    every = [*runs["after"], *runs["before"]]
+    same = all((r["outputs"], r["counts"]) == (every[0]["outputs"], every[0]["counts"]) for r in every)
+    same_fast = fast["after"]["outputs"] == fast["before"]["outputs"]
+    print(f"identical_outputs_before_after_{n}: {same and same_fast}")
+    print(f"ratio_after_over_before_{n}: {before['seconds'] / after['seconds']:.2f}")
+    print(f"ratio_after_over_before_no_check_rows_{n}: "
+          f"{fast['before']['seconds'] / fast['after']['seconds']:.2f}")
+
+
 def bench_size(pairs, n: int, args, tmp: Path) -> float | None:
     """Alternating A/B runs (rmkit, reference, rmkit, ...), best of each; then one run of rmkit
-    with check_rows=False. rmkit's default mode (rows checked in full) is the headline."""
+    with check_rows=False. rmkit's default mode (rows checked in full) is the headline. With
+    --before, rmkit before and after instead (bench_before), and the reference only within
+    --reference-max."""
     train = tmp / f"train_{n}.jsonl"
     write_resampled(pairs, n, train)
+    if args.before_src:
+        bench_before(n, args, train, tmp)
+        if n <= args.reference_max:
+            _print("reference", n, [measured("reference", train, tmp, 1)])
+        train.unlink()
+        return None
     with_ref = n <= args.reference_max
     runs: dict[str, list[dict]] = {"rmkit": [], "reference": []}
     for _ in range(args.repeats):
@@ -185,11 +241,33 @@ def bench_size(pairs, n: int, args, tmp: Path) -> float | None:
 
 
 def _orjson_version() -> str:
-    try:
-        import orjson
-    except ImportError:
-        return "not installed (json)"
+    import orjson
+
     return orjson.__version__
+
+
+@contextmanager
+def before_tree(ref: str | None) -> Iterator[str | None]:
+    """The `src` folder of a git worktree at `ref` (None without one); a worktree made here is
+    removed after."""
+    if ref is None:
+        yield None
+        return
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    tree = Path(f"/tmp/decontam-before-{commit[:12]}")
+    made = not tree.exists()
+    if made:
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit],
+                       check=True, capture_output=True)
+    print(f"before: {commit} ({tree / 'src'})")
+    try:
+        yield str(tree / "src")
+    finally:
+        if made:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                           check=False)
 
 
 def main() -> None:
@@ -199,6 +277,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternating A/B runs per size")
     ap.add_argument("--reference-max", type=int, default=1_000_000)
     ap.add_argument("--tmp", default=None, help="scratch folder (needs ~3 GB for 1M pairs)")
+    ap.add_argument("--before", metavar="REF", help="also run rmkit as it was at git REF, side by side")
+    ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=["rmkit", "rmkit-prompt-only", "reference"],
                     help=argparse.SUPPRESS)
     ap.add_argument("--train", help=argparse.SUPPRESS)
@@ -215,7 +295,8 @@ def main() -> None:
     print(f"load_average_at_start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"orjson: {_orjson_version()}")
     speedups = {}
-    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+    with before_tree(args.before) as args.before_src, \
+            tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for n in args.sizes:
             speedups[n] = bench_size(pairs, n, args, Path(tmp))
     n = max((k for k, v in speedups.items() if v is not None), default=None)
