@@ -64,10 +64,9 @@ def per_group(config, device) -> bool:
 
 
 def _sdpa(q, k, v, scale, mask=None, causal=False):
-    if k.shape[1] != q.shape[1]:  # grouped-query attention: each kv head serves several query heads
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+    # grouped-query attention (each kv head serves several query heads) without copying the keys and values
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
+                                          enable_gqa=k.shape[1] != q.shape[1])
 
 
 def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layout: GroupLayout,
