@@ -55,7 +55,7 @@ def block_rows(first_row: int, block: bytes) -> Iterator[tuple[int, bytes, tuple
     for row_no, line in enumerate(block.split(b"\n"), first_row):
         start = pos
         pos += len(line) + 1
-        if line and not line.isspace():
+        if line and (line[0] == 123 or not line.isspace()):  # 123: "{", no need to look further
             yield row_no, line, (start, pos if pos <= size else size)
 
 

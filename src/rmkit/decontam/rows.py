@@ -82,6 +82,10 @@ def _json_loads(raw: bytes | str, where: Mapping[str, Any]) -> Any:
 def parse_row(job: Job, raw: Any, row_no: int, *, keep: bool = False) -> Row:
     """The row `raw` (row number `row_no` of job.file), parsed and checked. `keep`: checked in full even
     under check_rows=False, and Row.data kept (a removed row, written with its match fields)."""
+    if job.canonical and type(raw) is bytes and not keep:
+        row = _as_read(job, raw)
+        if row is not None:
+            return row
     where = {"file": job.file, "row": row_no}
     row = as_object(raw, where)
     if not job.canonical:
@@ -101,6 +105,35 @@ def parse_row(job: Job, raw: Any, row_no: int, *, keep: bool = False) -> Row:
     texts = ([first["content"]] if job.turns == "first" and first["role"] == "user"
              else pair_texts(row, job.turns))
     return Row(texts, str(row.get("source", "")), line, row if keep or line is None else None)
+
+
+_ROLES = frozenset(ROLES)
+_loads, _DecodeError = orjson.loads, orjson.JSONDecodeError
+
+
+def _as_read(job: Job, raw: bytes) -> Row | None:
+    """The common case, without building anything: a canonical jsonl line that passes every check of
+    `parse_row` as it is (so it is written back as read). None for any other line, which `parse_row` then
+    reads the long way (and names what is wrong with it)."""
+    try:
+        row = _loads(raw)
+    except _DecodeError:
+        return None
+    if type(row) is not dict or "id" not in row:
+        return None
+    get = row.get
+    prompt, turns = get("prompt"), job.turns
+    if type(prompt) is not list or not prompt or turns == "all":
+        return None
+    for m in prompt:
+        if type(m) is not dict or m.get("role") not in _ROLES or type(m.get("content")) is not str:
+            return None
+    if m["role"] != "user" or not job.lazy and not (type(get("chosen")) is type(get("rejected")) is list):
+        return None
+    first = prompt[0]
+    texts = [first["content"]] if turns == "first" and first["role"] == "user" else pair_texts(row, turns)
+    source = get("source", "")
+    return Row(texts, source if type(source) is str else str(source), raw.rstrip(), None)
 
 
 def parser(job: Job):

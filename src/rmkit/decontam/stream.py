@@ -24,7 +24,7 @@ from rmkit.data.io import read_rows
 from rmkit.data.schema import DataError, on_row_error
 from rmkit.data.sources import PARSERS, detect_format, iter_pairs
 from rmkit.decontam.index import NgramIndex
-from rmkit.decontam.rows import CANONICAL, Job, Row, as_object, parse_row
+from rmkit.decontam.rows import CANONICAL, Job, Row, _as_read, as_object, parse_row
 
 MAX_NGRAMS_SHOWN = 20
 
@@ -60,9 +60,7 @@ def run_rows(job: Job, items: Iterable[tuple[int, Any, tuple | None]], index: Ng
     if out.error is not None:
         return out
     hits = index.match([r.texts for _, _, r in rows])
-    kept = [(span, r) for i, (_, span, r) in enumerate(rows) if i not in hits]
-    out.kept = _pieces(kept)
-    out.counts.update(zip([r.source for _, r in kept], repeat("kept")))
+    out.kept = _pieces(rows, hits, out.counts)
     removed = []
     for i in sorted(hits):
         row_no, _, r = rows[i]
@@ -81,9 +79,10 @@ def _parse_all(job: Job, items: Iterable[tuple[int, Any, tuple | None]], out: Re
     """(row number, span, Row) of the rows that parse, up to the first error under errors="raise"."""
     rows = []
     append = rows.append
+    as_read = _as_read if job.canonical else lambda job, raw: None
     for row_no, raw, span in items:
-        try:
-            append((row_no, span, parse_row(job, raw, row_no)))
+        try:  # the common case first: a canonical line that goes out as read
+            append((row_no, span, (type(raw) is bytes and as_read(job, raw)) or parse_row(job, raw, row_no)))
         except DataError as e:
             if not _skip(job, e, row_no, out):
                 break
@@ -101,13 +100,18 @@ def _skip(job: Job, error: DataError, row_no: int, out: Result) -> bool:
     return True
 
 
-def _pieces(kept: list[tuple[tuple | None, Row]]) -> list:
-    """The clean file's pieces for the kept rows (span, Row): a run of rows written as read (line and
-    newline as in the block) is one (start, end) span of the block; any other row is its line. Rows
-    that came without a block make one bytes piece (cheap to send back and to write)."""
+def _pieces(rows: list[tuple[int, tuple | None, Row]], hits, counts: Counter) -> list:
+    """The clean file's pieces for the rows not in `hits` (each counted "kept" by source in `counts`): a
+    run of rows written as read (line and newline as in the block) is one (start, end) span of the block;
+    any other row is its line. Rows that came without a block make one bytes piece (cheap to send back
+    and to write)."""
     pieces: list = []
     start = end = None
-    for span, r in kept:
+    sources = []
+    for i, (_, span, r) in enumerate(rows):
+        if i in hits:
+            continue
+        sources.append(r.source)
         line = r.line
         if span is not None and line is not None and span[1] - span[0] == len(line) + 1:
             if span[0] != end:
@@ -122,6 +126,7 @@ def _pieces(kept: list[tuple[tuple | None, Row]]) -> list:
         pieces.append((line if line is not None else dumps(r.data)) + b"\n")
     if start is not None:
         pieces.append((start, end))
+    counts.update(zip(sources, repeat("kept")))
     return pieces if any(type(p) is tuple for p in pieces) else [b"".join(pieces)]
 
 
