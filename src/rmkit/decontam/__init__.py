@@ -2,9 +2,10 @@
 
     rmkit decontaminate TRAIN --against rewardbench [--against FILE ...] -o CLEAN --removed REMOVED
 
-See run.py (entry function and config), index.py (the n-gram index), ngrams.py (tokenisation).
+See run.py (entry function), config.py (DecontamConfig), index.py (the n-gram index), ngrams.py (tokenisation).
 No torch here.
 """
-from rmkit.decontam.run import DecontamConfig, decontaminate
+from rmkit.decontam.config import DecontamConfig
+from rmkit.decontam.run import decontaminate
 
 __all__ = ["DecontamConfig", "decontaminate"]

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from rmkit.data.schema import ROLES, DataError, PreferencePair, conversation_to_dicts, to_conversation
+from rmkit.data.schema import ROLES, DataError, conversation_to_dicts, to_conversation
 from rmkit.data.sources import PARSERS, generic
 from rmkit.decontam.ngrams import pair_texts
 
