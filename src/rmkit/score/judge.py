@@ -117,7 +117,7 @@ class EndpointJudge(Judge):
             raise ValueError("concurrency must be >= 1 and retries >= 0")
         base = url.rstrip("/")
         self.url = (base if base.endswith("/v1") else base + "/v1") + "/chat/completions"
-        self.model, self.name, self.max_tokens = model, f"{model}@{base}", max_tokens
+        self.model, self.name, self.max_tokens = model, f"{model}@{self.url}", max_tokens
         env = api_key_env or ("RMKIT_JUDGE_API_KEY" if os.environ.get("RMKIT_JUDGE_API_KEY") else "OPENAI_API_KEY")
         self.api_key = os.environ.get(env)
         if api_key_env and not self.api_key:
@@ -144,7 +144,12 @@ class EndpointJudge(Judge):
         gate = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits) as client:
-            return list(await asyncio.gather(*(self._one(client, gate, m) for m in conversations)))
+            try:  # the first refused request cancels the rest cleanly, and is raised as itself
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._one(client, gate, m)) for m in conversations]
+            except* ValueError as refused:
+                raise refused.exceptions[0] from None
+            return [t.result() for t in tasks]
 
     async def _one(self, client, gate: asyncio.Semaphore, messages: Messages) -> str | None:
         import httpx
@@ -167,7 +172,11 @@ class EndpointJudge(Judge):
             if r.status_code != 200:  # 4xx: the request itself is wrong; asking again will not help
                 raise ValueError(f"judge endpoint {self.url} refused the request: HTTP {r.status_code}: "
                                  f"{r.text[:500]}")
-            return r.json()["choices"][0]["message"]["content"] or ""
+            try:
+                return r.json()["choices"][0]["message"]["content"] or ""
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                raise ValueError(f"judge endpoint {self.url}: not a chat completion ({type(e).__name__}): "
+                                 f"{r.text[:200]}") from e
         self.stats["failed"] = self.stats.get("failed", 0) + 1
         log.warning("judge %s: no answer after %d tries (%s)", self.name, self.retries + 1, last)
         return None
