@@ -208,3 +208,17 @@ def test_the_report_shows_the_judge_beside_the_scores(tmp_path):
     summary = write_report(res, tmp_path)["summary"].read_text()
     assert "## The judge" in summary and "| picks the answer shown first | 100.0 |" in summary
     assert "| same answer in both orders | 0.0 |" in summary and (tmp_path / "sections.png").exists()
+
+
+def test_rmkit_compare_takes_a_judge_beside_a_reward_model():
+    from rmkit.evaluate.compare import compare_results
+    from rmkit.evaluate.rewardbench import evaluate_rewardbench
+    from rmkit.score.baselines import BASELINES
+
+    pairs = [_pair(i, "a long and careful answer " * (i % 3 + 1), "short") for i in range(8)]
+    judged = judging.judge_rewardbench(Scripted(lambda m: "[[A]]"), pairs, n_boot=20)  # 0.5 a pair
+    length = evaluate_rewardbench(BASELINES["length"](), pairs, n_boot=20)                # right on every pair
+    cmp = compare_results(length, judged, n_boot=200)
+    rows = {r["name"]: r for r in cmp["rows"] + cmp["groups"]}
+    assert cmp["n_common_items"] == 8 and set(rows) == {"Overall", "Chat", "alpacaeval-easy"}
+    assert (rows["alpacaeval-easy"]["a"], rows["alpacaeval-easy"]["b"], rows["Chat"]["diff"]) == (1.0, 0.5, 0.5)
