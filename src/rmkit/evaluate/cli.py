@@ -47,6 +47,19 @@ def use_judge(judge: JudgeSpec, spec: ScorerSpec, benchmark: str) -> bool:
     return True
 
 
+def judged(judging: JudgeSpec, protocol: str, run, items, **kwargs) -> dict:
+    """run(judge, items, **kwargs) with the judge the flags name (answers up to the protocol's official length
+    unless --judge-max-tokens), its engine closed after."""
+    from rmkit.evaluate.judging import MAX_TOKENS
+
+    judge = judging.build(MAX_TOKENS.get(protocol, 1024))
+    try:
+        return run(judge, items, **kwargs)
+    finally:
+        if hasattr(judge, "close"):
+            judge.close()
+
+
 def print_judge(results: dict) -> None:
     j = results["judge"]
     if j.get("picks_first") is not None:
@@ -117,13 +130,10 @@ def rewardbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = ty
     skipped = Counter()
     pairs = load_rewardbench(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
     if use_judge(judging, spec, "rewardbench"):
-        from rmkit.evaluate.judging import MAX_TOKENS, judge_rewardbench
-        from rmkit.evaluate.rewardbench import FILTERED_COUNTS
-        from rmkit.evaluate.common import completeness
+        from rmkit.evaluate.judging import judge_rewardbench
 
-        results = judge_rewardbench(judging.build(MAX_TOKENS["rewardbench"]), pairs, n_boot=n_boot, seed=spec.seed)
-        results.update(completeness({s: v["n"] for s, v in results["subsets"].items()}, FILTERED_COUNTS,
-                                    subsample=bool(subsample)), n_pairs=len(pairs))
+        results = judged(judging, "rewardbench", judge_rewardbench, pairs, n_boot=n_boot, seed=spec.seed,
+                         subsample=bool(subsample))
         finish(results, output, report, "RewardBench v1 (judge)", skipped)
         return print_judge(results)
     sc = spec.build()
@@ -155,10 +165,10 @@ def rewardbench2_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = t
     skipped = Counter()
     items = load_rewardbench2(data, subsample=subsample, seed=spec.seed, errors=errors, skipped=skipped)
     if use_judge(judging, spec, "rewardbench2"):
-        from rmkit.evaluate.judging import MAX_TOKENS, judge_rewardbench2
+        from rmkit.evaluate.judging import judge_rewardbench2
 
-        results = judge_rewardbench2(judging.build(MAX_TOKENS["rewardbench2"]), items, n_boot=n_boot,
-                                     seed=spec.seed, subsample=bool(subsample))
+        results = judged(judging, "rewardbench2", judge_rewardbench2, items, n_boot=n_boot, seed=spec.seed,
+                         subsample=bool(subsample))
         finish(results, output, report, "RewardBench 2 (judge, ratings)", skipped)
         return print_judge_ratings(results)
     sc = spec.build()
@@ -208,10 +218,10 @@ def judgebench_cmd(data: Optional[str] = DataOpt, output: Path = OutputOpt,
     skipped = Counter()
     pairs = load_judgebench(data, errors=errors, skipped=skipped)
     if use_judge(judging, spec, "judgebench"):
-        from rmkit.evaluate.judging import MAX_TOKENS, judge_judgebench
+        from rmkit.evaluate.judging import judge_judgebench
 
-        results = judge_judgebench(judging.build(MAX_TOKENS.get(judge_prompt, 1024)), pairs, style=judge_prompt,
-                                   single_game=single_game, n_boot=n_boot, seed=spec.seed)
+        results = judged(judging, judge_prompt, judge_judgebench, pairs, style=judge_prompt,
+                         single_game=single_game, n_boot=n_boot, seed=spec.seed)
         finish(results, output, report, f"JudgeBench ({judge_prompt} judge)", skipped)
         return print_judge(results)
     sc = spec.build()

@@ -36,6 +36,7 @@ import numpy as np
 
 from rmkit.data.schema import BestOfN, Message, PreferencePair
 from rmkit.evaluate import judgebench, rewardbench, rewardbench2
+from rmkit.evaluate.common import completeness
 from rmkit.evaluate.judge_prompts import (ARENA_HARD_FOLLOW_UP, ARENA_HARD_SYSTEM, ARENA_HARD_TEMPLATE,  # noqa: F401
                                           JUDGEBENCH_VANILLA, MTBENCH_MULTI_SYSTEM, MTBENCH_MULTI_TEMPLATE,
                                           MTBENCH_SYSTEM, MTBENCH_TEMPLATE, RATINGS_PROMPT, RATINGS_PROMPT_TIES)
@@ -153,9 +154,10 @@ def _describe(judge, protocol: str, summary: dict[str, Any]) -> dict[str, Any]:
 
 # ---- the protocols ----
 
-def judge_rewardbench(judge, pairs: Sequence[PreferencePair], *, n_boot: int = 1000, seed: int = 0
-                      ) -> dict[str, Any]:
-    """RewardBench v1 by reward-bench's generative protocol, both orders (see the module's docstring)."""
+def judge_rewardbench(judge, pairs: Sequence[PreferencePair], *, n_boot: int = 1000, seed: int = 0,
+                      subsample: bool = False) -> dict[str, Any]:
+    """RewardBench v1 by reward-bench's generative protocol, both orders (see the module's docstring);
+    `complete` says whether the input was the whole filtered split."""
     requests = {(i, first): mtbench_messages(p, first) for i, p in enumerate(pairs) for first in (True, False)}
     asked = [k for k, m in requests.items() if m is not None]
     answers = dict(zip(asked, judge.generate([requests[k] for k in asked])))
@@ -179,7 +181,9 @@ def judge_rewardbench(judge, pairs: Sequence[PreferencePair], *, n_boot: int = 1
                          for name, first in (("chosen first", True), ("chosen second", False))}
     results["judge"] = _describe(judge, "reward-bench run_generative.py (MT-Bench pair-v2), both orders: "
                                         "the mean of the two orders' official scores", summary)
-    results["model"] = judge.name
+    results["model"], results["n_pairs"] = judge.name, len(pairs)
+    results.update(completeness({s: v["n"] for s, v in results["subsets"].items()}, rewardbench.FILTERED_COUNTS,
+                                subsample=subsample))
     return results
 
 

@@ -13,7 +13,6 @@ Kept apart from the backends so that neither imports the other.
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Sequence
 
 from rmkit.data.schema import Conversation, PreferencePair, to_conversation

@@ -144,12 +144,14 @@ class EndpointJudge(Judge):
         gate = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits) as client:
-            try:  # the first refused request cancels the rest cleanly, and is raised as itself
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._one(client, gate, m)) for m in conversations]
-            except* ValueError as refused:
-                raise refused.exceptions[0] from None
-            return [t.result() for t in tasks]
+            tasks = [asyncio.ensure_future(self._one(client, gate, m)) for m in conversations]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:  # a refused request: the others are cancelled and awaited before it goes out
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
 
     async def _one(self, client, gate: asyncio.Semaphore, messages: Messages) -> str | None:
         import httpx
