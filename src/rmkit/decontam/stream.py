@@ -13,7 +13,7 @@ import gzip
 import json
 import multiprocessing as mp
 import os
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
@@ -231,20 +231,21 @@ def pool_context():
 
 def in_order(fn: Callable, calls: Iterable[tuple], index: NgramIndex, *, workers: int) -> Iterator:
     """fn(*args) for each args in `calls`, run in `workers` processes that hold `index`, yielded in
-    call order: `Executor.map` over windows of `workers` calls, the next window submitted before this
-    one is read, so at most 2 × workers calls are in flight.
+    call order, at most 2 × workers calls in flight: each result read hands the pool the next call
+    before it is yielded, so the workers never wait for the caller to finish a batch (a window of
+    `Executor.map` calls would: they idle at each window's end).
 
     A worker that dies raises BrokenProcessPool instead of leaving the caller waiting, and stopping
     early (an error here, or the caller closing this generator) cancels the calls not yet started
     and waits for the running ones, so no process outlives the call."""
     ex = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_init, initargs=(index,))
     try:
-        windows = (ex.map(fn, *zip(*window)) for window in chunks(calls, workers))
-        current: Iterator = iter(())
-        for following in windows:  # submits the next window, then reads this one
-            yield from current
-            current = following
-        yield from current
+        calls = iter(calls)
+        pending = deque(ex.submit(fn, *args) for args in islice(calls, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(ex.submit(fn, *args) for args in islice(calls, 1))
+            yield result
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
 
