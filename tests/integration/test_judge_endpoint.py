@@ -141,7 +141,7 @@ def test_endpoint_judge_on_vllms_openai_server_gives_the_offline_greedy_answers(
         assert item["correct"] in (0.0, 0.5, 1.0)
 
     # the results' shape
-    assert 0.0 <= results["score"] <= 1.0 and results["model"] == judge.name == f"{SERVED}@{url}"
+    assert 0.0 <= results["score"] <= 1.0 and results["model"] == judge.name == f"{SERVED}@{url}/v1"
     assert set(results["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
     j = results["judge"]
     assert j["failed_requests"] == 0 and "failed" not in j["answers"] and j["max_tokens"] == 16

@@ -116,8 +116,9 @@ class EndpointJudge(Judge):
         if concurrency < 1 or retries < 0:
             raise ValueError("concurrency must be >= 1 and retries >= 0")
         base = url.rstrip("/")
-        self.url = (base if base.endswith("/v1") else base + "/v1") + "/chat/completions"
-        self.model, self.name, self.max_tokens = model, f"{model}@{self.url}", max_tokens
+        base = base if base.endswith("/v1") else base + "/v1"  # one name (and one cache) however it was written
+        self.url = base + "/chat/completions"
+        self.model, self.name, self.max_tokens = model, f"{model}@{base}", max_tokens
         env = api_key_env or ("RMKIT_JUDGE_API_KEY" if os.environ.get("RMKIT_JUDGE_API_KEY") else "OPENAI_API_KEY")
         self.api_key = os.environ.get(env)
         if api_key_env and not self.api_key:
