@@ -24,7 +24,7 @@ from rmkit.data.io import read_rows
 from rmkit.data.schema import DataError, on_row_error
 from rmkit.data.sources import PARSERS, detect_format, iter_pairs
 from rmkit.decontam.index import NgramIndex
-from rmkit.decontam.rows import CANONICAL, Job, Row, _as_read, as_object, parse_row
+from rmkit.decontam.rows import CANONICAL, Job, Row, as_object, parse_row
 
 MAX_NGRAMS_SHOWN = 20
 
@@ -79,10 +79,9 @@ def _parse_all(job: Job, items: Iterable[tuple[int, Any, tuple | None]], out: Re
     """(row number, span, Row) of the rows that parse, up to the first error under errors="raise"."""
     rows = []
     append = rows.append
-    as_read = _as_read if job.canonical else lambda job, raw: None
     for row_no, raw, span in items:
-        try:  # the common case first: a canonical line that goes out as read
-            append((row_no, span, (type(raw) is bytes and as_read(job, raw)) or parse_row(job, raw, row_no)))
+        try:
+            append((row_no, span, parse_row(job, raw, row_no)))
         except DataError as e:
             if not _skip(job, e, row_no, out):
                 break
