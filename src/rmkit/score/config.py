@@ -4,7 +4,7 @@ scorer flags are generated from them (`rmkit.score.options`). The vLLM backend's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 POLICIES = ("error", "skip", "truncate")
@@ -40,6 +40,15 @@ class ScorerConfig:
     show_progress: bool = option(False, "a progress bar per scoring call", cli=True, flag=False)
     sharing: str = option("auto", "prefix sharing: auto (conversations with the same context run it once; "
                           "exact, padding-free) | off")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "ScorerConfig":
+        """The config of keyword options, a name it does not have refused (TypeError) with the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown scorer options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**options)
 
     def __post_init__(self):
         if self.truncation not in POLICIES:

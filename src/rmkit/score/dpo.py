@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import fields
 from typing import Any, Sequence
 
 import torch
@@ -80,11 +79,7 @@ class DPOScorer:
         """Load the policy (and the reference) as AutoModelForCausalLM from local folders (or embedded names);
         `options` are `ScorerConfig`'s (dtype, device, max_length, truncation, batch_tokens, sharing, ...)."""
         check_mode(ref is not None, ref_free)
-        known = {f.name for f in fields(ScorerConfig)}
-        unknown = set(options) - known
-        if unknown:
-            raise TypeError(f"unknown scorer options {sorted(unknown)}; known: {sorted(known)}")
-        cfg = ScorerConfig(**options)
+        cfg = ScorerConfig.from_options(options)
         model, tok = load_causal_lm(policy, cfg)
         ref_model = None
         if ref is not None:

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 from collections import Counter
-from dataclasses import fields
 from typing import Sequence
 
 import torch
@@ -56,11 +55,7 @@ class RewardScorer:
         ScorerConfig's. `rmkit.score.factory.build_scorer` chooses among backends."""
         from rmkit.models.load import load_reward_model
 
-        known = {f.name for f in fields(ScorerConfig)}
-        unknown = set(options) - known
-        if unknown:
-            raise TypeError(f"unknown scorer options {sorted(unknown)}; known: {sorted(known)}")
-        cfg = ScorerConfig(**options)
+        cfg = ScorerConfig.from_options(options)
         model, tok = load_reward_model(name_or_path, dtype=cfg.dtype, device=cfg.device,
                                        attn_implementation=cfg.attn_implementation,
                                        trust_remote_code=cfg.trust_remote_code)
