@@ -47,21 +47,28 @@ def use_judge(judge: JudgeSpec, spec: ScorerSpec, benchmark: str) -> bool:
     return True
 
 
-def judged(judging: JudgeSpec, protocol: str, run, items, **kwargs) -> dict:
+def run_judge(judging: JudgeSpec, protocol: str, run, items, output: Path, report: Optional[Path], title: str,
+              skipped: Counter, **kwargs) -> None:
     """run(judge, items, **kwargs) with the judge the flags name (answers up to the protocol's official length
-    unless --judge-max-tokens), its engine closed after."""
+    unless --judge-max-tokens), its engine closed after; then the results written and shown as any eval's."""
     from rmkit.evaluate.judging import MAX_TOKENS
 
     judge = judging.build(MAX_TOKENS.get(protocol, 1024))
     try:
-        return run(judge, items, **kwargs)
+        results = run(judge, items, **kwargs)
     finally:
         if hasattr(judge, "close"):
             judge.close()
+    finish(results, output, report, title, skipped)
+    print_judge(results["judge"])
 
 
-def print_judge(results: dict) -> None:
-    j = results["judge"]
+def print_judge(j: dict) -> None:
+    """One line on how the judge behaved: ratings, or its verdicts across the two answer orders."""
+    if "ratings" in j:
+        console.print(f"judge: {j['ratings']} ratings, mean {j['mean_rating']}, {j['unparseable']} unparseable "
+                      f"(scored -1), {j['failed_requests']} failed requests ({j['protocol']})")
+        return
     if j.get("picks_first") is not None:
         lo, hi = j["picks_first_interval"]
         console.print(f"judge: picks the answer shown first in {100 * j['picks_first']:.1f}% of verdicts "
@@ -72,12 +79,6 @@ def print_judge(results: dict) -> None:
                       f"({100 * lo:.1f}-{100 * hi:.1f}); ", end="")
     console.print(f"{j['unparseable']} unparseable, {j['failed_requests']} failed requests "
                   f"({j['protocol']})")
-
-
-def print_judge_ratings(results: dict) -> None:
-    j = results["judge"]
-    console.print(f"judge: {j['ratings']} ratings, mean {j['mean_rating']}, {j['unparseable']} unparseable "
-                  f"(scored -1), {j['failed_requests']} failed requests ({j['protocol']})")
 
 
 def print_row(row: dict[str, str], title: str) -> None:
@@ -132,10 +133,8 @@ def rewardbench_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = ty
     if use_judge(judging, spec, "rewardbench"):
         from rmkit.evaluate.judging import judge_rewardbench
 
-        results = judged(judging, "rewardbench", judge_rewardbench, pairs, n_boot=n_boot, seed=spec.seed,
-                         subsample=bool(subsample))
-        finish(results, output, report, "RewardBench v1 (judge)", skipped)
-        return print_judge(results)
+        return run_judge(judging, "rewardbench", judge_rewardbench, pairs, output, report, "RewardBench v1 (judge)",
+                         skipped, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
     sc = spec.build()
     console.print(f"RewardBench v1: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_rewardbench(sc, pairs, n_boot=n_boot, seed=spec.seed, subsample=bool(subsample))
@@ -167,10 +166,9 @@ def rewardbench2_cmd(data: Optional[str] = DataOpt, subsample: Optional[int] = t
     if use_judge(judging, spec, "rewardbench2"):
         from rmkit.evaluate.judging import judge_rewardbench2
 
-        results = judged(judging, "rewardbench2", judge_rewardbench2, items, n_boot=n_boot, seed=spec.seed,
+        return run_judge(judging, "rewardbench2", judge_rewardbench2, items, output, report,
+                         "RewardBench 2 (judge, ratings)", skipped, n_boot=n_boot, seed=spec.seed,
                          subsample=bool(subsample))
-        finish(results, output, report, "RewardBench 2 (judge, ratings)", skipped)
-        return print_judge_ratings(results)
     sc = spec.build()
     n = sum(len(it.completions) for it in items)
     console.print(f"RewardBench 2: {len(items)} items, {n} completions, scorer {sc.name}")
@@ -220,10 +218,9 @@ def judgebench_cmd(data: Optional[str] = DataOpt, output: Path = OutputOpt,
     if use_judge(judging, spec, "judgebench"):
         from rmkit.evaluate.judging import judge_judgebench
 
-        results = judged(judging, judge_prompt, judge_judgebench, pairs, style=judge_prompt,
-                         single_game=single_game, n_boot=n_boot, seed=spec.seed)
-        finish(results, output, report, f"JudgeBench ({judge_prompt} judge)", skipped)
-        return print_judge(results)
+        return run_judge(judging, judge_prompt, judge_judgebench, pairs, output, report,
+                         f"JudgeBench ({judge_prompt} judge)", skipped, style=judge_prompt, single_game=single_game,
+                         n_boot=n_boot, seed=spec.seed)
     sc = spec.build()
     console.print(f"JudgeBench: {len(pairs)} pairs, scorer {sc.name}")
     results = evaluate_judgebench(sc, pairs, n_boot=n_boot, seed=spec.seed, single_game=single_game)
@@ -236,7 +233,8 @@ def pairwise_cmd(data: str = typer.Option(..., "--data", help="a file, a folder 
                  output: Path = OutputOpt, report: Optional[Path] = ReportOpt, shuffle: Optional[bool] = typer.Option(
                      None, "--shuffle/--no-shuffle", help="shuffle answer order (default: only "
                      "where the label is constant, e.g. EvalBiasBench)"),
-                 n_boot: int = NBootOpt, errors: str = ErrorsOpt, *, spec: ScorerSpec = None, judging: JudgeSpec = None):
+                 n_boot: int = NBootOpt, errors: str = ErrorsOpt,
+                 *, spec: ScorerSpec = None, judging: JudgeSpec = None):
     """Labelled pairwise sets: LLMBar, EvalBiasBench, Auto-J, or any prompt + 2 responses + label."""
     from rmkit.evaluate.pairwise import evaluate_pairwise, load_labelled_pairs
 
