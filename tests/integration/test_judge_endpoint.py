@@ -13,10 +13,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -24,13 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 pytestmark = pytest.mark.slow  # starts vLLM's OpenAI server and an offline vLLM engine
 
 from conftest import needs
+from servers import free_port, serving
 
 from rmkit.data.schema import Message, PreferencePair
 from rmkit.evaluate.judging import judge_rewardbench, mtbench_messages, parse_mtbench
@@ -39,12 +37,6 @@ from rmkit.score.judge import AnswerCache, EndpointJudge
 
 SERVED = "smollm2"
 KV_BYTES = 256 << 20  # ~5.7K tokens of SmolLM2-135M in fp32: plenty for 8 short requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def short_pairs() -> list[PreferencePair]:
@@ -204,20 +196,8 @@ class Stub:
 
 @contextmanager
 def running(stub: Stub):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(stub.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(stub.app()) as (url, _, _):
+        yield url
 
 
 class _FastAsyncio:

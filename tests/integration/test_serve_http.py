@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,8 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
+
+from servers import free_port, serving  # noqa: E402
 
 from rmkit.score.scorer import RewardScorer  # noqa: E402
 from rmkit.serve.app import create_app  # noqa: E402
@@ -56,31 +57,14 @@ def scorer(tiny_llama):
     return RewardScorer.from_pretrained(str(tiny_llama), device="cpu", dtype="float32")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running(app, gated: Gated | None = None):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=30))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", server, thread
-    finally:
-        if gated is not None:
-            gated.gate.set()  # never leave a call held when a test fails
-        server.should_exit = True
-        thread.join(30)
+    with serving(app, timeout_graceful_shutdown=30) as (url, server, thread):
+        try:
+            yield url, server, thread
+        finally:
+            if gated is not None:
+                gated.gate.set()  # never leave a call held when a test fails (before the server stops)
 
 
 def wait_for(predicate, what: str, guard_s: float = 60.0):

@@ -4,7 +4,6 @@ loss trajectory and reach the same weights (up to the rounding Adam amplifies: t
 with the same global batch."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +18,7 @@ from rmkit.train.trainer import train
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_tiny import write_toy  # noqa: E402
 from bounds import history, same_training_runs  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import free_port  # noqa: E402
 
 
 def losses(out: Path, key: str = "loss") -> list[float]:
