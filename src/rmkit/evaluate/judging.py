@@ -242,10 +242,9 @@ def judge_judgebench(judge, pairs: Sequence[PreferencePair], *, style: str = "va
     results = judgebench.score_decisions(pairs, decisions, n_boot=n_boot, seed=seed)
     first = {"A>B": "first", "B>A": "second"}
     picks = [(first.get(decided[(i, 1)]), first.get(decided.get((i, 2)))) for i in range(len(pairs))]
-    summary = order_summary(picks, 0, n_boot=n_boot, seed=seed)
-    summary["unparseable"] = sum(d is None for d in decided.values())
+    summary = order_summary(picks, judge.stats.get("failed", 0), n_boot=n_boot, seed=seed)
+    summary["unparseable"] = sum(d is None for d in decided.values())  # order_summary's count holds ties too
     summary["ties"] = sum(d == "A=B" for d in decided.values())
-    summary["failed_requests"] = judge.stats.get("failed", 0)
     results["judge"] = _describe(judge, f"JudgeBench run_judge.py ({style} judge), "
                                         + ("single game" if single_game else "both games"), summary)
     results["model"] = judge.name
