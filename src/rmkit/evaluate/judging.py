@@ -176,9 +176,9 @@ def judge_rewardbench(judge, pairs: Sequence[PreferencePair], *, n_boot: int = 1
                       "verdict_chosen_second": verdicts[False], "correct": credits[-1]})
     results = rewardbench.score_credits(pairs, credits, items, n_boot=n_boot, seed=seed)
     summary = order_summary(picks, sum(a is None for a in answers.values()), n_boot=n_boot, seed=seed)
-    summary["orders"] = {name: {"score": rewardbench.score_credits(pairs, per_order[first], [], n_boot=n_boot,
-                                                                   seed=seed)["score"]}
-                         for name, first in (("chosen first", True), ("chosen second", False))}
+    summary["orders"] = {name: {"score": rewardbench.overall_score(rewardbench.credit_sections(pairs, credits_of)[2])}
+                         for name, credits_of in (("chosen first", per_order[True]),
+                                                  ("chosen second", per_order[False]))}
     results["judge"] = _describe(judge, "reward-bench run_generative.py (MT-Bench pair-v2), both orders: "
                                         "the mean of the two orders' official scores", summary)
     results["model"], results["n_pairs"] = judge.name, len(pairs)
@@ -217,7 +217,8 @@ def _judgebench_games(judge, style: str, games: dict) -> dict:
     for k, a in answers.items():
         decided[k], retry = parse_arena_hard("\n" + a) if a is not None else (None, False)
         if retry:
-            again[k] = [*games[k], {"role": "assistant", "content": a}, {"role": "user", "content": ARENA_HARD_FOLLOW_UP}]
+            again[k] = [*games[k], {"role": "assistant", "content": a},
+                        {"role": "user", "content": ARENA_HARD_FOLLOW_UP}]
     for k, a in zip(again, judge.generate(list(again.values()))):
         decided[k] = parse_arena_hard("\n" + answers[k] + "\n" + a)[0] if a is not None else None
     return decided

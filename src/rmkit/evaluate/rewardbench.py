@@ -69,16 +69,22 @@ def score_results(pairs: Sequence[PreferencePair], rewards: Sequence[tuple[float
     return score_credits(pairs, correct, items, n_boot=n_boot, seed=seed)
 
 
+def credit_sections(pairs: Sequence[PreferencePair], credits: Sequence[float]
+                    ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+    """(credits by subset, subset accuracy, the official section scores): the headline without intervals."""
+    by_subset: dict[str, list[float]] = defaultdict(list)
+    for p, ok in zip(pairs, credits):
+        by_subset[p.category].append(ok)
+    subset_acc = {s: sum(v) / len(v) for s, v in by_subset.items()}
+    return by_subset, subset_acc, section_scores(subset_acc, EXAMPLE_COUNTS, SUBSET_MAPPING)
+
+
 def score_credits(pairs: Sequence[PreferencePair], credits: Sequence[float], items: list[dict[str, Any]], *,
                   n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The official numbers from each pair's credit (1 right, 0 wrong; a judge's 0.5 for an unparseable
     verdict): subset accuracy = mean credit, sections weighted by the official example counts, intervals
     resampling pairs within each subset."""
-    by_subset: dict[str, list[float]] = defaultdict(list)
-    for p, ok in zip(pairs, credits):
-        by_subset[p.category].append(ok)
-    subset_acc = {s: sum(v) / len(v) for s, v in by_subset.items()}
-    sections = section_scores(subset_acc, EXAMPLE_COUNTS, SUBSET_MAPPING)
+    by_subset, subset_acc, sections = credit_sections(pairs, credits)
     sec_ci, score_ci = stratified_section_bootstrap(by_subset, EXAMPLE_COUNTS, SUBSET_MAPPING,
                                                     n_boot=n_boot, seed=seed)
     return {
