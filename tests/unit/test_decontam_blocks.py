@@ -71,6 +71,27 @@ def test_block_path_writes_what_the_row_path_writes(tmp_path, monkeypatch, worke
     assert removed[1]["matched"] == [{"benchmark": "bench", "id": "b0", "subset": None}]
 
 
+@pytest.mark.parametrize("workers,chunk", [(1, 1000), (2, 3)])
+def test_block_path_skips_what_the_row_path_skips(tmp_path, monkeypatch, workers, chunk):
+    """Skipped and blank lines beside matched and rewritten rows, in long runs of rows kept as read:
+    the clean file is cut around each of them as the row path writes it."""
+    lines = _odd_lines()
+    lines[13] = b'{"id": "x", "prompt": ['                          # skipped, right after blanks
+    lines[15] = lines[15].replace(b'"role": "user"', b'"role": "robot"', 1)  # skipped
+    lines[16] = json.dumps(pair("t16", "Hey! " + BENCH_Q).to_dict()).encode()  # removed, then kept
+    lines[17] = json.dumps(pair("t17", "Hey! " + BENCH_Q).to_dict()).encode()  # ... removed twice
+    lines[29] = b"[1]"                                                    # skipped, the last line
+    data = b"\n".join(lines) + b"\n"
+    kw = dict(workers=workers, chunk_size=chunk, errors="skip")
+    fast = _run(tmp_path, "fast", data, monkeypatch, True, **kw)
+    slow = _run(tmp_path, "slow", data, monkeypatch, False, **kw)
+    assert fast[0] == slow[0] and fast[2:] == slow[2:]
+    assert sum(fast[4].values()) == 3
+    kept = [json.loads(x)["id"] for x in fast[0].splitlines()]
+    assert kept == [f"t{i}" if i != 7 else "7" for i in range(29) if i not in (4, 10, 11, 12, 13, 15, 16, 17)]
+    assert fast[0].split(b"\n")[10:13] == lines[18:21]  # after the removed ones, kept byte for byte
+
+
 def test_removed_rows_keep_their_own_bytes(tmp_path, monkeypatch):
     lines = _odd_lines()
     fast = _run(tmp_path, "fast", b"\n".join(lines) + b"\n", monkeypatch, True, workers=1)

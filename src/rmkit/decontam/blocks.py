@@ -13,6 +13,7 @@ import gzip
 import os
 from collections import deque
 from contextlib import closing
+from itertools import count
 from pathlib import Path
 from typing import Iterator
 
@@ -48,15 +49,21 @@ def read_blocks(path: str, size: int) -> Iterator[tuple[int, int, bytes]]:
             # is a plain byte loop: this is about twice as fast
 
 
-def block_rows(first_row: int, block: bytes) -> Iterator[tuple[int, bytes, tuple[int, int]]]:
+def block_rows(first_row: int, block: bytes) -> Iterator[tuple[int, memoryview, tuple[int, int]]]:
     """(row number, line, (start, end) of the line and its newline in the block) of each line that is
-    not blank (blank lines are dropped, as the row reader drops them)."""
-    pos, size = 0, len(block)
-    for row_no, line in enumerate(block.split(b"\n"), first_row):
-        start = pos
-        pos += len(line) + 1
-        if line and (line[0] == 123 or not line.isspace()):  # 123: "{", no need to look further
-            yield row_no, line, (start, pos if pos <= size else size)
+    not blank (blank lines are dropped, as the row reader drops them). A line is a view of the block,
+    not a copy: the rows of a block are read in place, and nothing of a kept row outlives its parse."""
+    view, size, start = memoryview(block), len(block), 0
+    find = block.find
+    for row_no in count(first_row):
+        if start >= size:
+            return
+        end = find(b"\n", start)
+        if end < 0:
+            end = size
+        if end > start and (block[start] == 123 or not block[start:end].isspace()):  # 123: "{"
+            yield row_no, view[start:end], (start, end + 1 if end < size else size)
+        start = end + 1
 
 
 def run_block(job: Job, first_row: int, block: bytes, index: NgramIndex | None = None

@@ -48,7 +48,8 @@ class Job:
 class Row:
     texts: list            # the texts matched against the index
     source: str
-    line: bytes | None     # the jsonl line as read (less trailing whitespace), when it is written back so
+    line: bytes | memoryview | None  # the jsonl line as read (less trailing whitespace; a view of the
+    # block it came from, blocks.py), when it is written back so
     data: dict | None      # the row as written (canonical): when `line` is None, or asked for (`keep`).
     # Not kept otherwise: holding thousands of parsed rows costs more than reading a removed one again.
 
@@ -82,10 +83,12 @@ def _json_loads(raw: bytes | str, where: Mapping[str, Any]) -> Any:
 def parse_row(job: Job, raw: Any, row_no: int, *, keep: bool = False) -> Row:
     """The row `raw` (row number `row_no` of job.file), parsed and checked. `keep`: checked in full even
     under check_rows=False, and Row.data kept (a removed row, written with its match fields)."""
-    if job.canonical and type(raw) is bytes and not keep:
+    if job.canonical and not keep and (type(raw) is bytes or type(raw) is memoryview):
         row = _as_read(job, raw)
         if row is not None:
             return row
+    if type(raw) is memoryview:  # a line of a block read the long way: as a copy
+        raw = bytes(raw)
     where = {"file": job.file, "row": row_no}
     row = as_object(raw, where)
     if not job.canonical:
@@ -111,12 +114,16 @@ _ROLES = frozenset(ROLES)
 _loads, _DecodeError = orjson.loads, orjson.JSONDecodeError
 
 
-def _as_read(job: Job, raw: bytes) -> Row | None:
+def _as_read(job: Job, raw: bytes | memoryview) -> Row | None:
     """The common case, without building anything: a canonical jsonl line that passes every check of
     `parse_row` as it is (so it is written back as read). None for any other line, which `parse_row` then
-    reads the long way (and names what is wrong with it)."""
+    reads the long way (and names what is wrong with it). A view ends with the row's "}" (one with
+    trailing whitespace goes the long way, which strips it)."""
+    line = raw if type(raw) is memoryview else raw.rstrip()
+    if not line or line[-1] != 125:  # 125: "}"
+        return None
     try:
-        row = _loads(raw)
+        row = _loads(line)
     except _DecodeError:
         return None
     if type(row) is not dict or "id" not in row:
@@ -133,7 +140,7 @@ def _as_read(job: Job, raw: bytes) -> Row | None:
     first = prompt[0]
     texts = [first["content"]] if turns == "first" and first["role"] == "user" else pair_texts(row, turns)
     source = get("source", "")
-    return Row(texts, source if type(source) is str else str(source), raw.rstrip(), None)
+    return Row(texts, source if type(source) is str else str(source), line, None)
 
 
 def parser(job: Job):

@@ -29,7 +29,7 @@ from rmkit.decontam.config import DecontamConfig
 from rmkit.decontam.index import NgramIndex
 from rmkit.decontam.report import DecontamReport, write_report
 from rmkit.decontam.rows import Job
-from rmkit.decontam.stream import records, run_all
+from rmkit.decontam.stream import records, run_all, start_server
 
 
 def benchmark_pairs(name: str) -> Iterator[PreferencePair]:
@@ -70,6 +70,8 @@ def decontaminate(cfg: DecontamConfig) -> DecontamReport:
     skipped: Counter = Counter()
     fmt, recs = records(cfg.train, fmt=cfg.format, split=cfg.split, column_map=cfg.column_map,
                         errors=cfg.errors, skipped=skipped)  # opens TRAIN first: fail fast
+    if cfg.workers > 1:
+        start_server()  # ready by the time the index is
     index = build_index(cfg)
     report = DecontamReport.start(cfg, index, time.perf_counter() - t0)
     report.skipped = skipped

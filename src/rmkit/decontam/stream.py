@@ -16,7 +16,7 @@ import os
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, islice, repeat
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -56,14 +56,15 @@ def run_rows(job: Job, items: Iterable[tuple[int, Any, tuple | None]], index: Ng
     so a row kept as read goes back as that span only; None sends its line back."""
     index = index or _INDEX
     out = Result()
-    rows = _parse_all(job, items, out)
+    parsed = _parse_all(job, items, out)
     if out.error is not None:
         return out
-    hits = index.match([r.texts for _, _, r in rows])
-    out.kept = _pieces(rows, hits, out.counts)
+    hits = index.match(parsed.texts)
+    out.kept = _pieces(parsed, hits)
+    _count_kept(parsed.sources, hits, out.counts)
     removed = []
     for i in sorted(hits):
-        row_no, _, r = rows[i]
+        row_no, _, r = parsed.rows[i]
         line, fields = _removed_line(job, r, row_no, hits[i], index, out)
         if out.error is not None:
             return out
@@ -75,17 +76,45 @@ def run_rows(job: Job, items: Iterable[tuple[int, Any, tuple | None]], index: Ng
     return out
 
 
-def _parse_all(job: Job, items: Iterable[tuple[int, Any, tuple | None]], out: Result) -> list[tuple]:
-    """(row number, span, Row) of the rows that parse, up to the first error under errors="raise"."""
-    rows = []
-    append = rows.append
+@dataclass(slots=True)
+class _Parsed:
+    """The rows of a chunk that parsed, in order, and what the matcher and the counts read of them."""
+
+    rows: list = field(default_factory=list)      # (row number, span, Row)
+    texts: list = field(default_factory=list)     # Row.texts
+    sources: list = field(default_factory=list)   # Row.source
+    odd: list = field(default_factory=list)
+    """Positions of the rows that do not simply extend the rows before them in the clean file: not
+    written as read (`_in_block`), or not right after the previous row in the block (a blank or
+    skipped line between them, or no block at all). Every other row, when kept, only lengthens the
+    block span before it, so `_pieces` looks at these rows and the matched ones alone."""
+
+
+def _parse_all(job: Job, items: Iterable[tuple[int, Any, tuple | None]], out: Result) -> _Parsed:
+    """The rows that parse, up to the first error under errors="raise"."""
+    parsed = _Parsed()
+    rows, texts, sources, odd = parsed.rows, parsed.texts, parsed.sources, parsed.odd
+    end = -1
     for row_no, raw, span in items:
         try:
-            append((row_no, span, parse_row(job, raw, row_no)))
+            r = parse_row(job, raw, row_no)
         except DataError as e:
-            if not _skip(job, e, row_no, out):
-                break
-    return rows
+            if _skip(job, e, row_no, out):
+                continue
+            break
+        line = r.line  # _in_block(span, line), and right after the previous row:
+        if span is None or span[0] != end or line is None or span[1] - end != len(line) + 1:
+            odd.append(len(rows))
+        end = span[1] if span is not None else -1
+        rows.append((row_no, span, r))
+        texts.append(r.texts)
+        sources.append(r.source)
+    return parsed
+
+
+def _in_block(span: tuple | None, line: bytes | None) -> bool:
+    """Whether a row goes to the clean file as its span of the block: its line and newline as read."""
+    return span is not None and line is not None and span[1] - span[0] == len(line) + 1
 
 
 def _skip(job: Job, error: DataError, row_no: int, out: Result) -> bool:
@@ -99,34 +128,45 @@ def _skip(job: Job, error: DataError, row_no: int, out: Result) -> bool:
     return True
 
 
-def _pieces(rows: list[tuple[int, tuple | None, Row]], hits, counts: Counter) -> list:
-    """The clean file's pieces for the rows not in `hits` (each counted "kept" by source in `counts`): a
-    run of rows written as read (line and newline as in the block) is one (start, end) span of the block;
-    any other row is its line. Rows that came without a block make one bytes piece (cheap to send back
-    and to write)."""
-    pieces: list = []
+def _pieces(parsed: _Parsed, hits) -> list:
+    """The clean file's pieces for the rows not in `hits`: a run of rows written as read (line and
+    newline as in the block) is one (start, end) span of the block; any other row is its line. Rows
+    that came without a block make one bytes piece (cheap to send back and to write).
+
+    Only the odd rows and the matched ones are visited: between two of them every row is kept as
+    read right after the one before, so it lengthens the open span."""
+    rows, pieces = parsed.rows, []
     start = end = None
-    sources = []
-    for i, (_, span, r) in enumerate(rows):
-        if i in hits:
-            continue
-        sources.append(r.source)
-        line = r.line
-        if span is not None and line is not None and span[1] - span[0] == len(line) + 1:
-            if span[0] != end:
-                if start is not None:
-                    pieces.append((start, end))
-                start = span[0]
-            end = span[1]
-            continue
+    after = 0  # the first row not yet looked at
+    for i in sorted({*parsed.odd, *hits}) + [len(rows)]:
+        if after < i:  # rows after .. i-1: kept as read, each right after the one before
+            if start is None:
+                start = rows[after][1][0]
+            end = rows[i - 1][1][1]
+        if i == len(rows):
+            break
+        after = i + 1
+        _, span, r = rows[i]
         if start is not None:
             pieces.append((start, end))
-            start = end = None
-        pieces.append((line if line is not None else dumps(r.data)) + b"\n")
+            start = None
+        if i in hits:
+            continue
+        if _in_block(span, r.line):
+            start, end = span
+        else:
+            pieces.append(b"".join((r.line if r.line is not None else dumps(r.data), b"\n")))
     if start is not None:
         pieces.append((start, end))
-    counts.update(zip(sources, repeat("kept")))
     return pieces if any(type(p) is tuple for p in pieces) else [b"".join(pieces)]
+
+
+def _count_kept(sources: list, hits, counts: Counter) -> None:
+    """Count the rows not in `hits` as (source, "kept") (by the matched ones alone, not row by row)."""
+    kept = Counter(sources)
+    for i in hits:
+        kept[sources[i]] -= 1
+    counts.update({(s, "kept"): n for s, n in kept.items() if n})
 
 
 def _removed_line(job: Job, r: Row, row_no: int, hit, index: NgramIndex, out: Result
@@ -136,7 +176,7 @@ def _removed_line(job: Job, r: Row, row_no: int, hit, index: NgramIndex, out: Re
     in the same order, as the dict merge); any other row read as is is read again, checked in full
     (None: it failed, and was named or skipped)."""
     fields = match_fields(hit, index)
-    line = r.line
+    line = bytes(r.line) if r.line is not None else None  # a view of the block: searched and cut below
     if job.check_rows and line is not None and b'"matched' not in line and b'"num_matched' not in line:
         return line[:-1] + b", " + dumps(fields)[1:] + b"\n", fields
     if r.data is None:
@@ -226,6 +266,15 @@ def pool_context():
         ctx.set_forkserver_preload(["rmkit.decontam.blocks"])
         return ctx
     return mp.get_context("spawn")
+
+
+def start_server() -> None:
+    """Start the fork server now rather than with the pool: it imports the decontamination code in its
+    own process while this one builds the index, so the first workers need not wait for it. (Where
+    workers are spawned there is nothing to start.)"""
+    if pool_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+        forkserver.ensure_running()
 
 
 def in_order(fn: Callable, calls: Iterable[tuple], index: NgramIndex, *, workers: int) -> Iterator:
