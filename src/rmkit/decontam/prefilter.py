@@ -75,14 +75,14 @@ class Prefilter:
         the first LONG_KEY characters, or for shorter concatenations the first `short` ones,
         `short` being the shortest concatenation (two key lengths, two passes per chunk)."""
         n = min(index.tables)
-        joined = ["".join(index.words[i] for i in index.ids[s:s + n])
-                  for s in index.tables[n].starts.tolist()]
-        short = min(len(j) for j in joined)
+        ids, words = index.ids.tolist(), index.words  # Python ints: no numpy scalar per token
+        joined = ["".join([words[i] for i in ids[s:s + n]]) for s in index.tables[n].starts.tolist()]
+        short = min(map(len, joined))
         cut = [j[:LONG_KEY] if len(j) >= LONG_KEY else j[:short] for j in joined]
-        ends = np.cumsum([len(c) for c in cut])
+        lengths = np.fromiter(map(len, cut), dtype=np.int64, count=len(cut))
+        ends = np.cumsum(lengths)
         prefix = _prefix("".join(cut))  # each key's hash: a difference of prefix sums
-        hashes = prefix[ends] - prefix[ends - [len(c) for c in cut]]
-        lengths = np.asarray([len(c) for c in cut])
+        hashes = prefix[ends] - prefix[ends - lengths]
         keys = {int(k): np.unique(hashes[lengths == k]) for k in np.unique(lengths)}
         bitmaps, lows = {}, {}
         for k, h in keys.items():
