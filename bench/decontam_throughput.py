@@ -25,9 +25,10 @@ user turn shares a 13-gram with a benchmark prompt.
 
 - `--before REF`: rmkit as it was at git REF beside rmkit as it is, on the same generated data: REF is
   checked out in a git worktree (/tmp/decontam-before-<commit>) and its `src` goes first on the child's
-  sys.path (and PYTHONPATH, for the workers). Alternating runs (after, before, after, ...), best of
-  each, rows checked in full; then one run of each with `check_rows=False`. Prints both throughputs,
-  their ratio, and whether the two wrote the same clean file, removed file and report counts.
+  sys.path (and PYTHONPATH, for the workers). `--repeats` pairs of runs with rows checked in full, then
+  `--repeats // 3` pairs with `check_rows=False`; within a pair the two take turns going first. Prints
+  both throughputs (best of each), the ratio of the best runs, each pair's ratio and their median, and
+  whether the two wrote the same clean file, removed file and report counts.
 
 Each method runs in its own child process; peak memory is the largest sum of RSS over the child's
 process tree (sampled every 50 ms; pages the workers share, such as the fork server's imports, count
@@ -180,26 +181,47 @@ def _print(name: str, n: int, runs: list[dict]) -> dict:
     return best
 
 
-def bench_before(n: int, args, train: Path, tmp: Path) -> None:
-    """rmkit at --before beside rmkit now: alternating runs, best of each, rows checked in full;
-    then one run of each with check_rows=False. Same data, same outputs expected."""
+def _pairs(args, train: Path, tmp: Path, method: str, repeats: int) -> dict[str, list[dict]]:
+    """`repeats` pairs of runs of `method`, rmkit now ("after") and at --before, the order swapped
+    from one pair to the next (after-before, before-after, ...) so neither always goes first."""
     runs: dict[str, list[dict]] = {"after": [], "before": []}
-    for _ in range(args.repeats):
-        for name, src in (("after", None), ("before", args.before_src)):
+    both = [("after", None), ("before", args.before_src)]
+    for k in range(repeats):
+        for name, src in both if k % 2 == 0 else both[::-1]:
             (tmp / name).mkdir(exist_ok=True)
-            runs[name].append(measured("rmkit", train, tmp / name, args.workers, src))
-    fast = {name: measured("rmkit-prompt-only", train, tmp / name, args.workers, src)
-            for name, src in (("after", None), ("before", args.before_src))}
-    after, before = _print("after", n, runs["after"]), _print("before", n, runs["before"])
-    _print("after_no_check_rows", n, [fast["after"]])
-    _print("before_no_check_rows", n, [fast["before"]])
+            runs[name].append(measured(method, train, tmp / name, args.workers, src))
+    return runs
+
+
+def _ratios(label: str, n: int, runs: dict[str, list[dict]]) -> None:
+    """Throughput after over before: of the best runs (the headline), and each pair's, with their median."""
+    after, before = (min(r["seconds"] for r in runs[k]) for k in ("after", "before"))
+    print(f"ratio_after_over_before{label}_{n}: {before / after:.2f}")
+    each = sorted(b["seconds"] / a["seconds"] for a, b in zip(runs["after"], runs["before"]))
+    if len(each) > 1:
+        print(f"ratio_after_over_before{label}_{n}_each_pair: {' '.join(f'{x:.2f}' for x in each)}")
+        mid = len(each) // 2
+        median = each[mid] if len(each) % 2 else (each[mid - 1] + each[mid]) / 2
+        print(f"ratio_after_over_before{label}_{n}_median_pair: {median:.2f}")
+
+
+def bench_before(n: int, args, train: Path, tmp: Path) -> None:
+    """rmkit at --before beside rmkit now: --repeats pairs of runs, rows checked in full (the
+    headline), then --repeats // 3 pairs (at least one) with check_rows=False; the two take turns
+    going first. Same data, same outputs expected."""
+    runs = _pairs(args, train, tmp, "rmkit", args.repeats)
+    fast = _pairs(args, train, tmp, "rmkit-prompt-only", max(1, args.repeats // 3))
+    _print("after", n, runs["after"])
+    _print("before", n, runs["before"])
+    _print("after_no_check_rows", n, fast["after"])
+    _print("before_no_check_rows", n, fast["before"])
     every = [*runs["after"], *runs["before"]]
     same = all((r["outputs"], r["counts"]) == (every[0]["outputs"], every[0]["counts"]) for r in every)
-    same_fast = fast["after"]["outputs"] == fast["before"]["outputs"]
+    every_fast = [*fast["after"], *fast["before"]]
+    same_fast = all(r["outputs"] == every_fast[0]["outputs"] for r in every_fast)
     print(f"identical_outputs_before_after_{n}: {same and same_fast}")
-    print(f"ratio_after_over_before_{n}: {before['seconds'] / after['seconds']:.2f}")
-    print(f"ratio_after_over_before_no_check_rows_{n}: "
-          f"{fast['before']['seconds'] / fast['after']['seconds']:.2f}")
+    _ratios("", n, runs)
+    _ratios("_no_check_rows", n, fast)
 
 
 def bench_size(pairs, n: int, args, tmp: Path) -> float | None:
