@@ -1,5 +1,5 @@
-"""What every scorer backend shares, written once: the over-long policy, conversations rendered to ids with the chat template (no double BOS), pairs cut together, and the public API
-over a backend's `score_ids`.
+"""What every scorer backend shares, written once: the over-long policy, conversations rendered to ids with
+the chat template (no double BOS), pairs cut together, and the public API over a backend's `score_ids`.
 
 A backend (hf: `rmkit.score.scorer.RewardScorer`, vLLM: `rmkit.score.vllm_scorer.VLLMScorer`) implements the
 `IdBackend` protocol (`rmkit.score.protocol`: tokenizer, config.truncation, max_length, stats, score_ids) and

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, max_batch_size: int = 256
@@ -33,3 +33,12 @@ def token_budget_batches(lengths: Sequence[int], budget: int, max_batch_size: in
 def padded_tokens(lengths: Sequence[int], batches: list[list[int]]) -> int:
     """Tokens a padded forward computes over for these batches (real + pad)."""
     return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def progress(batches: list, show: bool, desc: str) -> Iterable:
+    """`batches` as they are, or behind a tqdm bar (one step a batch) when `show`."""
+    if not show:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, unit="batch", total=len(batches))

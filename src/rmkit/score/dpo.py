@@ -41,7 +41,7 @@ from rmkit.models.groups import (
 )
 from rmkit.score.base import context_groups, fit
 from rmkit.score.config import ScorerConfig
-from rmkit.score.batching import token_budget_batches
+from rmkit.score.batching import progress, token_budget_batches
 
 REF_FREE = ("sum", "avg", "norm")
 """reward-bench's reference-free variants (`DPOInference(ref_free_norm=...)`)."""
@@ -177,7 +177,7 @@ class DPOScorer:
         self.stats["tokens_unshared"] += sum(g.unshared_length for g in shared)
         lengths = [g.length for g in shared]
         batches = token_budget_batches(lengths, self.config.batch_tokens, self.config.max_batch_size)
-        for batch in _progress(batches, self.config.show_progress):
+        for batch in progress(batches, self.config.show_progress, "dpo scoring"):
             gs = [shared[j] for j in batch]
             flat = [i for j in batch for i in members[j]]
             begin = [starts[i] for i in flat]
@@ -328,10 +328,3 @@ def load_causal_lm(name_or_path: str | os.PathLike, cfg: ScorerConfig):
     tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
     return model.to(device).eval(), tok
 
-
-def _progress(batches, show: bool):
-    if not show:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc="dpo scoring", unit="batch", total=len(batches))

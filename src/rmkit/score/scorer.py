@@ -27,7 +27,7 @@ from rmkit.models.group_attention import ONE_ROW, layered, per_group
 from rmkit.models.groups import attention_masks, pack_groups, split_group, takes_custom_mask
 from rmkit.score.base import CONVERSATION_API, TooLongError, context_groups  # noqa: F401
 from rmkit.score.config import POLICIES, ScorerConfig  # noqa: F401
-from rmkit.score.batching import token_budget_batches
+from rmkit.score.batching import progress, token_budget_batches
 from rmkit.score.pooling import PoolingHead
 
 log = logging.getLogger("rmkit")
@@ -116,7 +116,7 @@ class RewardScorer:
         out = [math.nan] * len(sequences)
         lengths = [len(sequences[i]) for i in real]
         batches = token_budget_batches(lengths, self.config.batch_tokens, self.config.max_batch_size)
-        for batch in _progress(batches, self.config.show_progress, sum(lengths)):
+        for batch in progress(batches, self.config.show_progress, "scoring"):
             rewards = self._forward([sequences[real[j]] for j in batch])
             for j, r in zip(batch, rewards):
                 out[real[j]] = r
@@ -135,7 +135,7 @@ class RewardScorer:
         self.stats["tokens_shared"] += sum(g.length for g in shared)
         lengths = [g.length for g in shared]
         batches = token_budget_batches(lengths, self.config.batch_tokens, self.config.max_batch_size)
-        for batch in _progress(batches, self.config.show_progress, sum(lengths)):
+        for batch in progress(batches, self.config.show_progress, "scoring"):
             rewards = self._forward_groups([shared[j] for j in batch])
             flat = [i for j in batch for i in members[j]]
             for i, r in zip(flat, rewards):
@@ -164,10 +164,3 @@ class RewardScorer:
         pooled = stack.norm(hidden)[batch["rows"].to(self.device), batch["cols"].to(self.device)]
         return self.head.apply(pooled).cpu().tolist()
 
-
-def _progress(batches, show: bool, total_tokens: int):
-    if not show:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc="scoring", unit="batch", total=len(batches))
