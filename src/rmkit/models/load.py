@@ -92,20 +92,40 @@ def load_reward_model(name_or_path: str | os.PathLike, *, dtype: str = "float32"
                       attn_implementation: str | None = None, device: str | None = "auto",
                       trust_remote_code: bool = False, revision: str | None = None):
     """Return (model, tokenizer), the model in eval mode on `device`."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    path = resolve_name(name_or_path)
-    device = resolve_device(device)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
-    check_config(config, str(name_or_path))
-    attn = choose_attention(getattr(config, "model_type", ""), attn_implementation, device)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, dtype=resolve_dtype(dtype, device), attn_implementation=attn, use_safetensors=True,
-        trust_remote_code=trust_remote_code, revision=revision)
-    tok = load_tokenizer(path, trust_remote_code=trust_remote_code, revision=revision)
+    model, tok = _load(AutoModelForSequenceClassification, name_or_path, dtype, attn_implementation, device,
+                       trust_remote_code, revision, check=check_config)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     if getattr(model.config, "rmkit_untrained_head", False):
         log.warning("%s has an UNTRAINED score head (random init): its rewards carry no preference "
                     "signal until it is trained", name_or_path)
+    return model, tok
+
+
+def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: str = "float32",
+                   attn_implementation: str | None = None, device: str | None = "auto",
+                   trust_remote_code: bool = False, revision: str | None = None):
+    """(model, tokenizer) of a causal LM (a DPO policy or its reference), loaded as a reward model is."""
+    from transformers import AutoModelForCausalLM
+
+    return _load(AutoModelForCausalLM, name_or_path, dtype, attn_implementation, device, trust_remote_code,
+                 revision)
+
+
+def _load(auto_class, name_or_path, dtype, attn_implementation, device, trust_remote_code, revision, check=None):
+    """`auto_class.from_pretrained` of a local folder, embedded name or hub id, safetensors only, with the
+    attention implementation `choose_attention` allows; in eval mode on the device, with its tokenizer."""
+    from transformers import AutoConfig
+
+    path = resolve_name(name_or_path)
+    device = resolve_device(device)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    if check is not None:
+        check(config, str(name_or_path))
+    attn = choose_attention(getattr(config, "model_type", ""), attn_implementation, device)
+    model = auto_class.from_pretrained(path, dtype=resolve_dtype(dtype, device), attn_implementation=attn,
+                                       use_safetensors=True, trust_remote_code=trust_remote_code, revision=revision)
+    tok = load_tokenizer(path, trust_remote_code=trust_remote_code, revision=revision)
     return model.to(device).eval(), tok

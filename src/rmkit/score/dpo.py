@@ -306,25 +306,10 @@ def check_mode(has_ref: bool, ref_free: str | None) -> None:
 
 
 def load_causal_lm(name_or_path: str | os.PathLike, cfg: ScorerConfig):
-    """(model, tokenizer): AutoModelForCausalLM in eval mode on the device, as `load_reward_model` loads
-    a reward model (local folder or embedded name, safetensors, SDPA refused where it is wrong)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """(model, tokenizer) of a policy or reference with `cfg`'s dtype, device and attention
+    (`rmkit.models.load.load_causal_lm`)."""
+    from rmkit.models.load import load_causal_lm as load
 
-    from rmkit.models.load import (
-        choose_attention,
-        load_tokenizer,
-        resolve_device,
-        resolve_dtype,
-        resolve_name,
-    )
-
-    path = resolve_name(name_or_path)
-    device = resolve_device(cfg.device)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    attn = choose_attention(getattr(config, "model_type", ""), cfg.attn_implementation, device)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(cfg.dtype, device),
-                                                 attn_implementation=attn, use_safetensors=True,
-                                                 trust_remote_code=cfg.trust_remote_code)
-    tok = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
-    return model.to(device).eval(), tok
+    return load(name_or_path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, device=cfg.device,
+                trust_remote_code=cfg.trust_remote_code)
 
