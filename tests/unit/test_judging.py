@@ -21,8 +21,8 @@ class Scripted(Judge):
     """A judge whose answer to each request is rule(messages); it records what it was asked."""
 
     def __init__(self, rule, tmp_path=None):
-        self.name, self.max_tokens, self.stats, self.rule = "scripted", 64, {}, rule
-        self.cache = AnswerCache(tmp_path / "answers.jsonl" if tmp_path else None)
+        super().__init__("scripted", 64, tmp_path / "answers.jsonl" if tmp_path else False)
+        self.rule = rule
         self.asked: list = []
 
     def _generate(self, conversations):

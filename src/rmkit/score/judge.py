@@ -71,9 +71,9 @@ class AnswerCache:
 class Judge:
     """What every engine shares: the cache in front of `_generate` (the engine's own batch call)."""
 
-    name: str
-    max_tokens: int
-    cache: AnswerCache
+    def __init__(self, name: str, max_tokens: int, cache: bool | str | os.PathLike):
+        self.name, self.max_tokens = name, max_tokens
+        self.cache, self.stats = _cache_for(name, cache), {}
 
     def key(self, messages: Messages) -> str:
         blob = json.dumps({"model": self.name, "messages": messages, "max_tokens": self.max_tokens,
@@ -118,13 +118,13 @@ class EndpointJudge(Judge):
         base = url.rstrip("/")
         base = base if base.endswith("/v1") else base + "/v1"  # one name (and one cache) however it was written
         self.url = base + "/chat/completions"
-        self.model, self.name, self.max_tokens = model, f"{model}@{base}", max_tokens
+        super().__init__(f"{model}@{base}", max_tokens, cache)
+        self.model = model
         env = api_key_env or ("RMKIT_JUDGE_API_KEY" if os.environ.get("RMKIT_JUDGE_API_KEY") else "OPENAI_API_KEY")
         self.api_key = os.environ.get(env)
         if api_key_env and not self.api_key:
             raise ValueError(f"--judge-api-key-env {api_key_env}: that environment variable is unset or empty")
         self.concurrency, self.retries, self.timeout = concurrency, retries, timeout
-        self.cache, self.stats = _cache_for(self.name, cache), {}
 
     def _generate(self, conversations: list[Messages]) -> list[str | None]:
         coro = self._all(conversations)
@@ -200,12 +200,11 @@ class VLLMJudge(Judge):
         _import_vllm()
         from vllm import LLM
 
+        super().__init__(str(model), max_tokens, cache)
         path = resolve_name(model)
-        self.name, self.max_tokens = str(model), max_tokens
         self.tokenizer = load_tokenizer(path)
         cfg = VLLMConfig(dtype=dtype, max_length=max_length, **engine)
         self.llm = LLM(model=path, runner="generate", **engine_args(cfg, max_length))
-        self.cache, self.stats = _cache_for(self.name, cache), {}
 
     def _generate(self, conversations: list[Messages]) -> list[str | None]:
         from vllm import SamplingParams
@@ -230,12 +229,11 @@ class HFJudge(Judge):
 
         from rmkit.models.load import load_tokenizer, resolve_name
 
+        super().__init__(str(model), max_tokens, cache)
         path = resolve_name(model)
-        self.name, self.max_tokens, self.batch_size = str(model), max_tokens, batch_size
+        self.batch_size, self.device = batch_size, device
         self.tokenizer = load_tokenizer(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
-        self.device = device
-        self.cache, self.stats = _cache_for(self.name, cache), {}
 
     def _generate(self, conversations: list[Messages]) -> list[str | None]:
         import torch
